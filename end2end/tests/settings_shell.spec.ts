@@ -1,0 +1,32 @@
+import { test, expect, waitForHydration } from './fixtures';
+
+test('selecting a category updates the panel without a page load', async ({ page }) => {
+  await page.goto('/app/settings/superuser');
+  await waitForHydration(page);
+  await expect(page.getByTestId('panel-title')).toHaveText('Models');
+
+  // A full page load would drop this marker.
+  await page.evaluate(() => ((window as any).__samePage = true));
+  await page.getByRole('navigation', { name: 'Policy categories' }).getByRole('link', { name: 'Worker execution' }).click();
+
+  await expect(page).toHaveURL(/\/app\/settings\/superuser\/worker$/);
+  await expect(page.getByTestId('panel-title')).toHaveText('Worker execution');
+  await expect(page.getByTestId('nav-worker')).toHaveAttribute('aria-current', 'page');
+  expect(await page.evaluate(() => (window as any).__samePage)).toBe(true);
+});
+
+test('the root redirects to the settings page', async ({ page }) => {
+  await page.goto('/');
+  await expect(page).toHaveURL(/\/app\/settings\/superuser$/);
+});
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('categories still work as plain links', async ({ page }) => {
+    await page.goto('/app/settings/superuser');
+    await page.getByRole('link', { name: 'Upload' }).click();
+    await expect(page).toHaveURL(/\/app\/settings\/superuser\/upload$/);
+    await expect(page.getByTestId('panel-title')).toHaveText('Upload');
+  });
+});

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the server binary and the site (wasm bundle, CSS, public files) into target/.
+#   scripts/build.sh            debug build
+#   scripts/build.sh --release  release build (wasm optimised with wasm-opt)
+# The site goes to target/site, which is LEPTOS_SITE_ROOT's default.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+release=false
+[ "${1:-}" = "--release" ] && release=true
+
+site=target/site
+pkg=$site/pkg
+name=runtime-policy
+
+if $release; then
+  cargo build --release --features ssr --bin runtime-policy
+  cargo build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate --profile wasm-release
+  wasm=target/wasm32-unknown-unknown/wasm-release/runtime_policy.wasm
+else
+  cargo build --features ssr --bin runtime-policy
+  cargo build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate
+  wasm=target/wasm32-unknown-unknown/debug/runtime_policy.wasm
+fi
+
+rm -rf "$pkg.tmp"
+mkdir -p "$pkg.tmp" "$site"
+wasm-bindgen --target web --no-typescript --out-dir "$pkg.tmp" --out-name "$name" "$wasm"
+if $release; then
+  # Debian's binaryen is too old and breaks hydration; use the npm one (scripts/setup.sh).
+  wasm_opt=end2end/node_modules/.bin/wasm-opt
+  "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$pkg.tmp/${name}_bg.wasm" -o "$pkg.tmp/${name}_bg.wasm"
+fi
+cp style/main.css "$pkg.tmp/$name.css"
+cp -r public/. "$site/"
+# Swap the new bundle in whole, so a running server never serves half of one.
+rm -rf "$pkg.old"
+[ -d "$pkg" ] && mv "$pkg" "$pkg.old"
+mv "$pkg.tmp" "$pkg"
+rm -rf "$pkg.old"
+echo "built: $( $release && echo release || echo debug ) server and site in $site"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every test: unit and integration tests on SQLite and
+# PostgreSQL, then the Playwright tests in Chromium against the release server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh --test
+
+# Integration tests create (and drop) their own databases through this administrative address.
+export TEST_PG_ADMIN_URL="${TEST_PG_ADMIN_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+
+echo "[test] cargo test (SQLite and PostgreSQL)"
+cargo test --features ssr
+
+echo "[test] release build"
+scripts/build.sh --release
+
+echo "[test] Playwright"
+end2end/run.sh
+echo "[test] all tests passed"

@@ -1,0 +1,202 @@
+//! Configuration from the environment. Every problem becomes a one-line [`ConfigError`]
+//! that names the variable, never a panic.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use leptos::config::{Env, LeptosOptions};
+
+/// The SQLite file used when `DATABASE_URL` is unset.
+pub const DEFAULT_SQLITE_PATH: &str = "data/runtime-policy.db";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database address whose scheme has been checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    url: String,
+    /// The file behind a SQLite address, so its folder can be created before connecting.
+    pub sqlite_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    // The address may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseUrl")
+            .field("backend", &self.backend)
+            .field("sqlite_path", &self.sqlite_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, ConfigError> {
+        let raw = raw.trim();
+        let err = |problem: &str| ConfigError(format!("DATABASE_URL: {problem}"));
+        if let Some(rest) = raw.strip_prefix("sqlite:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = match rest.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (rest, None),
+            };
+            if path.is_empty() || path == ":memory:" || path.starts_with(":memory:") {
+                return Err(err(
+                    "an in-memory SQLite database would lose every change; give a file, e.g. sqlite://data/runtime-policy.db",
+                ));
+            }
+            // `mode=rwc` creates the file on first start.
+            let query = match query {
+                Some(q) if q.split('&').any(|kv| kv.starts_with("mode=")) => q.to_string(),
+                Some(q) if !q.is_empty() => format!("{q}&mode=rwc"),
+                _ => "mode=rwc".to_string(),
+            };
+            return Ok(DatabaseUrl {
+                backend: Backend::Sqlite,
+                url: format!("sqlite://{path}?{query}"),
+                sqlite_path: Some(PathBuf::from(path)),
+            });
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            let after = raw.split_once("://").map(|(_, r)| r).unwrap_or_default();
+            if after.is_empty() || after.starts_with('/') && after.len() == 1 {
+                return Err(err("a PostgreSQL address needs a host, e.g. postgres://user@127.0.0.1:5432/db"));
+            }
+            return Ok(DatabaseUrl { backend: Backend::Postgres, url: raw.to_string(), sqlite_path: None });
+        }
+        let scheme = raw.split_once(':').map(|(s, _)| s).unwrap_or(raw);
+        if raw.is_empty() {
+            return Err(err("is set but empty; unset it for the embedded SQLite default or give sqlite://PATH or postgres://…"));
+        }
+        Err(err(&format!(
+            "unsupported scheme \"{scheme}\"; use sqlite://PATH or postgres://USER@HOST:PORT/DB"
+        )))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub leptos_options: LeptosOptions,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let database_url = match get("DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse(&raw)?,
+            None => DatabaseUrl::parse(&format!("sqlite://{DEFAULT_SQLITE_PATH}"))?,
+        };
+
+        let site_addr: SocketAddr = match get("LEPTOS_SITE_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                ConfigError(format!(
+                    "LEPTOS_SITE_ADDR: expected IP:PORT such as 127.0.0.1:3000, got \"{raw}\""
+                ))
+            })?,
+        };
+        let site_root = get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_string());
+        if site_root.trim().is_empty() {
+            return Err(ConfigError(
+                "LEPTOS_SITE_ROOT: is empty; give the folder that holds pkg/ (default target/site)".into(),
+            ));
+        }
+        let env = match get("LEPTOS_ENV").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("prod") | Some("production") => Env::PROD,
+            Some("dev") | Some("development") => Env::DEV,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "LEPTOS_ENV: expected PROD or DEV, got \"{other}\""
+                )))
+            }
+        };
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("runtime-policy")
+            .site_root(site_root)
+            .site_pkg_dir("pkg")
+            .site_addr(site_addr)
+            .env(env)
+            .build();
+        Ok(Config { database_url, leptos_options })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn defaults_to_an_embedded_sqlite_file() {
+        let c = Config::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(c.database_url.backend, Backend::Sqlite);
+        assert_eq!(c.database_url.as_str(), "sqlite://data/runtime-policy.db?mode=rwc");
+        assert_eq!(c.leptos_options.site_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(&*c.leptos_options.site_root, "target/site");
+    }
+
+    #[test]
+    fn rejects_an_unknown_scheme_naming_the_variable() {
+        let e = Config::from_lookup(lookup(&[("DATABASE_URL", "nonsense://x")])).unwrap_err();
+        assert!(e.0.starts_with("DATABASE_URL: unsupported scheme \"nonsense\""), "{e}");
+        assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn rejects_in_memory_sqlite_and_empty_values() {
+        assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+        assert!(DatabaseUrl::parse("").unwrap_err().0.contains("empty"));
+    }
+
+    #[test]
+    fn accepts_postgres_and_keeps_sqlite_query_parameters() {
+        let pg = DatabaseUrl::parse("postgres://postgres@127.0.0.1:5432/test").unwrap();
+        assert_eq!(pg.backend, Backend::Postgres);
+        let lite = DatabaseUrl::parse("sqlite:///tmp/x.db?mode=rw").unwrap();
+        assert_eq!(lite.as_str(), "sqlite:///tmp/x.db?mode=rw");
+        assert_eq!(lite.sqlite_path, Some(PathBuf::from("/tmp/x.db")));
+    }
+
+    #[test]
+    fn rejects_a_bad_site_address_naming_the_variable() {
+        let e = Config::from_lookup(lookup(&[("LEPTOS_SITE_ADDR", "localhost")])).unwrap_err();
+        assert!(e.0.starts_with("LEPTOS_SITE_ADDR:"), "{e}");
+        let e = Config::from_lookup(lookup(&[("LEPTOS_ENV", "staging")])).unwrap_err();
+        assert!(e.0.starts_with("LEPTOS_ENV:"), "{e}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_address() {
+        let pg = DatabaseUrl::parse("postgres://u:secret@h/db").unwrap();
+        assert!(!format!("{pg:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,131 @@
+//! The database handle shared by every feature: one `sqlx::AnyPool` over SQLite or PostgreSQL.
+//!
+//! Queries are written once with `$1`-style placeholders, which both backends accept. Timestamps
+//! are stored as fixed-width UTC text (see [`format_ts`]) so that they sort and compare the same
+//! way on both backends.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::migrate::Migrator;
+use sqlx::{Any, Executor, Transaction};
+
+use crate::config::{Backend, DatabaseUrl};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// One line that says what went wrong while opening the database, without the password.
+#[derive(Debug)]
+pub struct DbOpenError(pub String);
+
+impl std::fmt::Display for DbOpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbOpenError {}
+
+impl Db {
+    /// Connects without migrating.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Db, DbOpenError> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = &url.sqlite_path {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    DbOpenError(format!("DATABASE_URL: cannot create folder {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let backend = url.backend;
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the one writer; the busy timeout makes a writer
+                    // wait for the lock instead of failing at once; foreign keys are off by default.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url.as_str()).await.map_err(|e| {
+            DbOpenError(format!("DATABASE_URL: cannot connect: {}", one_line(&e.to_string())))
+        })?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &DatabaseUrl) -> Result<Db, DbOpenError> {
+        let db = Db::connect(url).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbOpenError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| DbOpenError(format!("migration failed: {}", one_line(&e.to_string()))))
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Starts a transaction that is going to write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of one failing
+    /// when it upgrades from reading to writing.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The stored form of a timestamp: RFC 3339 in UTC with microseconds, fixed width, so that
+/// text order is time order on both backends.
+pub fn format_ts(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_a_fixed_width_and_round_trip() {
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z").unwrap().with_timezone(&Utc);
+        let s = format_ts(at);
+        assert_eq!(s, "2026-01-02T03:04:05.500000Z");
+        assert_eq!(parse_ts(&s), Some(at));
+    }
+}

@@ -1,0 +1,29 @@
+//! Runtime Policy: a control plane for the runtime policy of a worker fleet.
+//!
+//! One crate, built twice: with `ssr` it is the server (axum, sqlx, sessions) and the
+//! `runtime-policy` binary; with `hydrate` it is the wasm library that hydrates the pages.
+
+pub mod app;
+pub mod settings;
+
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+pub mod db;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Entry point of the wasm bundle: hydrates the server-rendered page, then marks `<body>` so
+/// tests (and anything else) can tell that the page is interactive.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+    if let Some(body) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.body())
+    {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}

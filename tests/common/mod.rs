@@ -1,0 +1,98 @@
+//! Shared helpers for the integration tests: a fresh SQLite file or a fresh PostgreSQL
+//! database per test, migrated, and removed afterwards.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use runtime_policy::config::{Backend, DatabaseUrl};
+use runtime_policy::db::Db;
+use sqlx::Connection;
+
+/// A migrated database that lives as long as this value (the SQLite folder is deleted on drop;
+/// a PostgreSQL database is dropped by [`TestDb::finish`] or left for the next run to reap).
+pub struct TestDb {
+    pub db: Db,
+    pub url: DatabaseUrl,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "rp_test_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = DatabaseUrl::parse(&format!("sqlite://{}/test.db", dir.path().display()))
+                    .expect("sqlite url");
+                let db = Db::open(&url).await.expect("open sqlite");
+                TestDb { db, url, _dir: Some(dir), pg_name: None }
+            }
+            Backend::Postgres => {
+                sqlx::any::install_default_drivers();
+                let name = unique_name();
+                let admin = admin_url();
+                let mut conn = sqlx::AnyConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be running; scripts/test.sh starts it");
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+                conn.close().await.ok();
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin).to_string();
+                let url = DatabaseUrl::parse(&format!("{base}/{name}")).expect("pg url");
+                let db = Db::open(&url).await.expect("open postgres");
+                TestDb { db, url, _dir: None, pg_name: Some(name) }
+            }
+        }
+    }
+
+    /// Closes the pool and drops a PostgreSQL test database.
+    pub async fn finish(self) {
+        self.db.pool.close().await;
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+            }
+        }
+    }
+}
+
+/// Runs the same async test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, |$db:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $db = $crate::common::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let $db = $crate::common::TestDb::new(runtime_policy::config::Backend::Postgres).await;
+                $body
+            }
+        }
+    };
+}
