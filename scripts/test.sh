@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh --test
 
-# Integration tests create (and drop) their own databases through this administrative address.
-export TEST_PG_ADMIN_URL="${TEST_PG_ADMIN_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+# The PostgreSQL half of the integration tests runs against this server; each test creates and
+# drops its own database there. Without the variable those tests are skipped and say so.
+export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 
 echo "[test] cargo test (SQLite and PostgreSQL)"
 cargo test --features ssr
