@@ -1,0 +1,585 @@
+//! The policy registry: every key, declared once. Validation, resolution, the page, the CLI and
+//! the API all read from here; adding a key is one entry below plus its test.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::value::{
+    describe_input, format_hundredths, to_hundredths, PolicyValue, Provider, ValidationError,
+};
+use crate::settings::Category;
+
+/// The layers a value can come from, lowest to highest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    Default,
+    Env,
+    Admin,
+    RunSnapshot,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Default => "default",
+            Layer::Env => "env",
+            Layer::Admin => "admin",
+            Layer::RunSnapshot => "run_snapshot",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Layer> {
+        [Layer::Default, Layer::Env, Layer::Admin, Layer::RunSnapshot].into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The override chain, lowest to highest; the same for every key.
+pub const PRECEDENCE: [Layer; 4] = [Layer::Default, Layer::Env, Layer::Admin, Layer::RunSnapshot];
+
+/// What each audit row records; the same for every key.
+pub const AUDIT_FIELDS: [&str; 8] =
+    ["key", "actor", "at", "from", "to", "reason", "policy_revision", "action"];
+
+/// The widget the page draws for a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    Toggle,
+    Slider,
+    Dropdown,
+    Numeric,
+    Textarea,
+    TagList,
+    TableEditor,
+}
+
+/// The type of a key's value and its bounds (inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int { min: i64, max: i64 },
+    /// A decimal in hundredths, on a grid of `step` hundredths.
+    Decimal { min: i64, max: i64, step: i64 },
+    Enum { options: &'static [&'static str] },
+    Text { min_chars: usize, max_chars: usize, must_contain: Option<&'static str> },
+    /// Lower-case file extensions: `[a-z0-9]{1,10}`, unique.
+    Extensions { min_items: usize, max_items: usize },
+    Providers,
+    /// `provider/model`, present in an enabled provider of the effective registry.
+    ModelRef,
+}
+
+/// A key that is only meaningful while another boolean key is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dependency {
+    pub key: &'static str,
+    pub note: &'static str,
+}
+
+/// One policy key, following the six-part control pattern: control type, scope and non-scope,
+/// precedence ([`PRECEDENCE`]), snapshot behaviour, validation bounds ([`Kind`]) and audit
+/// fields ([`AUDIT_FIELDS`]).
+#[derive(Clone, Copy, Debug)]
+pub struct KeySpec {
+    pub key: &'static str,
+    pub category: Category,
+    pub label: &'static str,
+    pub scope: &'static str,
+    pub non_scope: &'static str,
+    pub control: Control,
+    pub kind: Kind,
+    pub default: fn() -> PolicyValue,
+    pub snapshot: &'static str,
+    pub depends_on: Option<Dependency>,
+}
+
+const NEW_RUNS_ONLY: &str =
+    "Captured into each run when it is created; a change applies to new runs only.";
+
+/// Limits shared by the provider registry's validation.
+pub const MAX_PROVIDERS: usize = 32;
+pub const MAX_MODELS_PER_PROVIDER: usize = 64;
+
+pub const BLOCK_TEXT_PLACEHOLDER: &str = "{{block_text}}";
+
+fn default_providers() -> PolicyValue {
+    let p = |id: &str, label: &str, models: &[&str]| Provider {
+        id: id.into(),
+        label: label.into(),
+        enabled: true,
+        models: models.iter().map(|m| m.to_string()).collect(),
+    };
+    PolicyValue::Providers(vec![
+        p("anthropic", "Anthropic", &["claude-sonnet-4-5", "claude-haiku-4-5"]),
+        p("openai", "OpenAI", &["gpt-4.1", "gpt-4.1-mini"]),
+        p("google", "Google", &["gemini-2.5-pro", "gemini-2.5-flash"]),
+    ])
+}
+
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a careful extraction assistant. Read the text you are given and return only the information requested, in the requested format. Do not add facts that are not in the text.";
+pub const DEFAULT_BLOCK_PROMPT: &str =
+    "Extract the requested information from the following block of text.\n\n{{block_text}}";
+
+/// Every key, in display order. `models.provider_registry` comes first: the default model is
+/// checked against the registry resolved before it.
+pub static REGISTRY: &[KeySpec] = &[
+    KeySpec {
+        key: "models.provider_registry",
+        category: Category::Models,
+        label: "Provider registry",
+        scope: "The providers and models offered in Settings and usable by workers; disabling a provider hides its models from new runs.",
+        non_scope: "Does not hold credentials, endpoints or prices, and does not change runs already created.",
+        control: Control::TableEditor,
+        kind: Kind::Providers,
+        default: default_providers,
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "models.platform_default_model",
+        category: Category::Models,
+        label: "Default model",
+        scope: "The model a worker uses when a run does not name one.",
+        non_scope: "Does not override a model chosen explicitly for a run.",
+        control: Control::Dropdown,
+        kind: Kind::ModelRef,
+        default: || PolicyValue::Enum("anthropic/claude-sonnet-4-5".into()),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "models.platform_default_temperature",
+        category: Category::Models,
+        label: "Default temperature",
+        scope: "Sampling temperature for worker model calls that do not set one.",
+        non_scope: "Does not apply to calls that set their own temperature.",
+        control: Control::Slider,
+        kind: Kind::Decimal { min: 0, max: 200, step: 5 },
+        default: || PolicyValue::Hundredths(30),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "models.platform_default_max_tokens",
+        category: Category::Models,
+        label: "Default max output tokens",
+        scope: "Upper limit on the tokens a worker asks a model to generate per call.",
+        non_scope: "Does not limit input size or a provider's own maximum.",
+        control: Control::Numeric,
+        kind: Kind::Int { min: 256, max: 128_000 },
+        default: || PolicyValue::Int(4096),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.claim_batch_size",
+        category: Category::Worker,
+        label: "Claim batch size",
+        scope: "How many blocks a worker claims from a run at once.",
+        non_scope: "Does not change how many workers run, nor multi-block batching of model calls.",
+        control: Control::Slider,
+        kind: Kind::Int { min: 1, max: 100 },
+        default: || PolicyValue::Int(10),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.claim_ordering",
+        category: Category::Worker,
+        label: "Claim ordering",
+        scope: "The order in which a run's blocks are claimed, by their integer block_index.",
+        non_scope: "Never orders block indexes as text; does not reorder results.",
+        control: Control::Dropdown,
+        kind: Kind::Enum { options: &["block_index_asc", "block_index_desc"] },
+        default: || PolicyValue::Enum("block_index_asc".into()),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.default_system_prompt",
+        category: Category::Worker,
+        label: "Default system prompt",
+        scope: "The system prompt workers send when a run does not bring its own.",
+        non_scope: "Does not replace a prompt defined by a run or a schema.",
+        control: Control::Textarea,
+        kind: Kind::Text { min_chars: 1, max_chars: 20_000, must_contain: None },
+        default: || PolicyValue::Text(DEFAULT_SYSTEM_PROMPT.into()),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.default_block_prompt",
+        category: Category::Worker,
+        label: "Default block prompt",
+        scope: "The per-block prompt template; {{block_text}} is replaced by the block's text.",
+        non_scope: "Does not change the system prompt or how blocks are cut.",
+        control: Control::Textarea,
+        kind: Kind::Text {
+            min_chars: 1,
+            max_chars: 20_000,
+            must_contain: Some(BLOCK_TEXT_PLACEHOLDER),
+        },
+        default: || PolicyValue::Text(DEFAULT_BLOCK_PROMPT.into()),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.max_retries",
+        category: Category::Worker,
+        label: "Max retries per block",
+        scope: "How many times a failed block is retried before it is marked failed.",
+        non_scope: "Does not retry whole runs or change the claim lease time.",
+        control: Control::Numeric,
+        kind: Kind::Int { min: 0, max: 10 },
+        default: || PolicyValue::Int(3),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.prompt_caching.enabled",
+        category: Category::Optimization,
+        label: "Prompt caching",
+        scope: "Sends provider caching directives with worker model calls.",
+        non_scope: "A provider that ignores caching is not an error; runs never fail because of it.",
+        control: Control::Toggle,
+        kind: Kind::Bool,
+        default: || PolicyValue::Bool(false),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.prompt_caching.mode",
+        category: Category::Optimization,
+        label: "Prompt caching mode",
+        scope: "How caching directives are placed; auto lets the worker choose.",
+        non_scope: "Has no effect while prompt caching is off.",
+        control: Control::Dropdown,
+        kind: Kind::Enum { options: &["auto"] },
+        default: || PolicyValue::Enum("auto".into()),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: Some(Dependency {
+            key: "worker.prompt_caching.enabled",
+            note: "Only used while prompt caching is on.",
+        }),
+    },
+    KeySpec {
+        key: "worker.batching.enabled",
+        category: Category::Optimization,
+        label: "Multi-block batching",
+        scope: "Packs several blocks into one model call, keeping each result mapped to its (run_id, block_uid).",
+        non_scope: "Does not change the claim batch size.",
+        control: Control::Toggle,
+        kind: Kind::Bool,
+        default: || PolicyValue::Bool(false),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "worker.batching.safety_margin",
+        category: Category::Optimization,
+        label: "Batching safety margin",
+        scope: "Share of the model context held back when packing blocks into one call.",
+        non_scope: "Has no effect while batching is off.",
+        control: Control::Slider,
+        kind: Kind::Decimal { min: 5, max: 50, step: 1 },
+        default: || PolicyValue::Hundredths(20),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: Some(Dependency {
+            key: "worker.batching.enabled",
+            note: "Only used while multi-block batching is on.",
+        }),
+    },
+    KeySpec {
+        key: "upload.max_files_per_batch",
+        category: Category::Upload,
+        label: "Max files per upload batch",
+        scope: "How many files a user may upload in one batch.",
+        non_scope: "Does not limit file size or the total number of files.",
+        control: Control::Numeric,
+        kind: Kind::Int { min: 1, max: 500 },
+        default: || PolicyValue::Int(20),
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+    KeySpec {
+        key: "upload.allowed_extensions",
+        category: Category::Upload,
+        label: "Allowed file extensions",
+        scope: "File extensions accepted for upload, lower-case and without the dot.",
+        non_scope: "Does not inspect file contents.",
+        control: Control::TagList,
+        kind: Kind::Extensions { min_items: 1, max_items: 50 },
+        default: || {
+            PolicyValue::List(["pdf", "docx", "txt", "md", "html", "csv"].map(String::from).to_vec())
+        },
+        snapshot: NEW_RUNS_ONLY,
+        depends_on: None,
+    },
+];
+
+pub fn spec(key: &str) -> Option<&'static KeySpec> {
+    REGISTRY.iter().find(|s| s.key == key)
+}
+
+pub fn keys_in(category: Category) -> impl Iterator<Item = &'static KeySpec> {
+    REGISTRY.iter().filter(move |s| s.category == category)
+}
+
+/// An error for a key that the registry does not hold.
+pub fn unknown_key(key: &str) -> ValidationError {
+    ValidationError::new(key, "is not a policy key; `runtime-policy policy list` shows them all")
+}
+
+fn is_extension(s: &str) -> bool {
+    (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+fn is_provider_id(s: &str) -> bool {
+    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_model_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+}
+
+impl KeySpec {
+    /// `POLICY__` + the key upper-cased with `.` replaced by `__`.
+    pub fn env_var(&self) -> String {
+        format!("POLICY__{}", self.key.to_ascii_uppercase().replace('.', "__"))
+    }
+
+    pub fn default_value(&self) -> PolicyValue {
+        (self.default)()
+    }
+
+    /// What the key allows, in words (used in every error about it).
+    pub fn allowed(&self) -> String {
+        match self.kind {
+            Kind::Bool => "must be true or false".into(),
+            Kind::Int { min, max } => format!("must be an integer from {min} to {max}"),
+            Kind::Decimal { min, max, step } => format!(
+                "must be a number from {} to {} in steps of {}",
+                format_hundredths(min),
+                format_hundredths(max),
+                format_hundredths(step)
+            ),
+            Kind::Enum { options } => format!("must be one of {}", options.join(", ")),
+            Kind::Text { min_chars, max_chars, must_contain } => {
+                let mut s = format!("must be text of {min_chars} to {max_chars} characters");
+                if let Some(p) = must_contain {
+                    s.push_str(&format!(" containing {p}"));
+                }
+                s
+            }
+            Kind::Extensions { min_items, max_items } => format!(
+                "must be a list of {min_items} to {max_items} unique extensions, each 1 to 10 lower-case letters or digits without a dot"
+            ),
+            Kind::Providers => "must be a list of providers {id, label, enabled, models}, ids matching [a-z0-9-]{1,32} and unique, with at least one enabled provider and at least one model in each enabled provider".into(),
+            Kind::ModelRef => "must be provider/model naming a model of an enabled provider in models.provider_registry".into(),
+        }
+    }
+
+    fn reject(&self, got: &Json) -> ValidationError {
+        ValidationError::new(self.key, format!("{}, got {}", self.allowed(), describe_input(got)))
+    }
+
+    fn fail(&self, detail: impl std::fmt::Display) -> ValidationError {
+        ValidationError::new(self.key, format!("{}: {detail}", self.allowed()))
+    }
+
+    /// Parses a JSON value (database, API, run snapshot). The cross-key rule of
+    /// [`Kind::ModelRef`] is checked by [`check_model_ref`], which needs the registry.
+    pub fn parse_json(&self, v: &Json) -> Result<PolicyValue, ValidationError> {
+        match self.kind {
+            Kind::Bool => v.as_bool().map(PolicyValue::Bool).ok_or_else(|| self.reject(v)),
+            Kind::Int { min, max } => match v.as_i64() {
+                Some(i) if (min..=max).contains(&i) => Ok(PolicyValue::Int(i)),
+                _ => Err(self.reject(v)),
+            },
+            Kind::Decimal { min, max, step } => {
+                let h = v.as_f64().and_then(to_hundredths).ok_or_else(|| self.reject(v))?;
+                if !(min..=max).contains(&h) || (h - min) % step != 0 {
+                    return Err(self.reject(v));
+                }
+                Ok(PolicyValue::Hundredths(h))
+            }
+            Kind::Enum { options } => match v.as_str() {
+                Some(s) if options.contains(&s) => Ok(PolicyValue::Enum(s.to_string())),
+                _ => Err(self.reject(v)),
+            },
+            Kind::Text { min_chars, max_chars, must_contain } => {
+                let s = v.as_str().ok_or_else(|| self.reject(v))?;
+                let n = s.chars().count();
+                if n < min_chars || n > max_chars {
+                    return Err(self.fail(format!("got {n} characters")));
+                }
+                if let Some(p) = must_contain {
+                    if !s.contains(p) {
+                        return Err(self.fail(format!("{p} is missing")));
+                    }
+                }
+                Ok(PolicyValue::Text(s.to_string()))
+            }
+            Kind::Extensions { min_items, max_items } => {
+                let arr = v.as_array().ok_or_else(|| self.reject(v))?;
+                if arr.len() < min_items || arr.len() > max_items {
+                    return Err(self.fail(format!("got {} entries", arr.len())));
+                }
+                let mut out: Vec<String> = Vec::with_capacity(arr.len());
+                for item in arr {
+                    let s = item.as_str().ok_or_else(|| self.fail(format!("got {}", describe_input(item))))?;
+                    if !is_extension(s) {
+                        return Err(self.fail(format!("got {}", describe_input(item))));
+                    }
+                    if out.iter().any(|e| e == s) {
+                        return Err(self.fail(format!("\"{s}\" appears twice")));
+                    }
+                    out.push(s.to_string());
+                }
+                Ok(PolicyValue::List(out))
+            }
+            Kind::Providers => {
+                let providers: Vec<Provider> = serde_json::from_value(v.clone())
+                    .map_err(|e| self.fail(format!("{e}")))?;
+                self.check_providers(&providers)?;
+                Ok(PolicyValue::Providers(providers))
+            }
+            Kind::ModelRef => {
+                let s = v.as_str().ok_or_else(|| self.reject(v))?;
+                match s.split_once('/') {
+                    Some((p, m)) if is_provider_id(p) && is_model_name(m) => Ok(PolicyValue::Enum(s.to_string())),
+                    _ => Err(self.reject(v)),
+                }
+            }
+        }
+    }
+
+    fn check_providers(&self, providers: &[Provider]) -> Result<(), ValidationError> {
+        if providers.is_empty() || providers.len() > MAX_PROVIDERS {
+            return Err(self.fail(format!("got {} providers (1 to {MAX_PROVIDERS} allowed)", providers.len())));
+        }
+        for (i, p) in providers.iter().enumerate() {
+            if !is_provider_id(&p.id) {
+                return Err(self.fail(format!("provider id \"{}\" is not [a-z0-9-]{{1,32}}", p.id)));
+            }
+            if providers[..i].iter().any(|q| q.id == p.id) {
+                return Err(self.fail(format!("provider id \"{}\" appears twice", p.id)));
+            }
+            let label_len = p.label.trim().chars().count();
+            if label_len == 0 || p.label.chars().count() > 64 {
+                return Err(self.fail(format!("provider \"{}\" needs a label of 1 to 64 characters", p.id)));
+            }
+            if p.models.len() > MAX_MODELS_PER_PROVIDER {
+                return Err(self.fail(format!("provider \"{}\" has more than {MAX_MODELS_PER_PROVIDER} models", p.id)));
+            }
+            if p.enabled && p.models.is_empty() {
+                return Err(self.fail(format!("enabled provider \"{}\" has no models", p.id)));
+            }
+            for (j, m) in p.models.iter().enumerate() {
+                if !is_model_name(m) {
+                    return Err(self.fail(format!(
+                        "model \"{m}\" of provider \"{}\" must be 1 to 64 letters, digits, '.', '-', '_' or ':'",
+                        p.id
+                    )));
+                }
+                if p.models[..j].contains(m) {
+                    return Err(self.fail(format!("model \"{m}\" appears twice in provider \"{}\"", p.id)));
+                }
+            }
+        }
+        if !providers.iter().any(|p| p.enabled) {
+            return Err(self.fail("no provider is enabled"));
+        }
+        Ok(())
+    }
+
+    /// Parses text typed by a person (page, CLI) or set in the environment. Text keys take the
+    /// input verbatim; lists accept JSON or comma-separated entries; the rest is read as JSON
+    /// scalars with bare words allowed for enums.
+    pub fn parse_text(&self, raw: &str) -> Result<PolicyValue, ValidationError> {
+        let trimmed = raw.trim();
+        match self.kind {
+            Kind::Text { .. } => return self.parse_json(&Json::String(raw.to_string())),
+            _ if trimmed.is_empty() => return Err(self.reject(&Json::String(String::new()))),
+            _ => {}
+        }
+        let as_json = match self.kind {
+            Kind::Bool => match trimmed {
+                "true" => Json::Bool(true),
+                "false" => Json::Bool(false),
+                other => Json::String(other.to_string()),
+            },
+            Kind::Int { .. } => match trimmed.parse::<i64>() {
+                Ok(i) => Json::from(i),
+                Err(_) => Json::String(trimmed.to_string()),
+            },
+            Kind::Decimal { .. } => match trimmed.parse::<f64>() {
+                Ok(x) if x.is_finite() => serde_json::Number::from_f64(x)
+                    .map(Json::Number)
+                    .unwrap_or_else(|| Json::String(trimmed.to_string())),
+                _ => Json::String(trimmed.to_string()),
+            },
+            Kind::Enum { .. } | Kind::ModelRef => match serde_json::from_str::<Json>(trimmed) {
+                Ok(Json::String(s)) => Json::String(s),
+                _ => Json::String(trimmed.to_string()),
+            },
+            Kind::Extensions { .. } => {
+                if trimmed.starts_with('[') {
+                    serde_json::from_str::<Json>(trimmed).map_err(|e| self.fail(format!("not a JSON list: {e}")))?
+                } else {
+                    Json::Array(
+                        trimmed
+                            .split(|c: char| c == ',' || c.is_whitespace())
+                            .filter(|s| !s.is_empty())
+                            .map(|s| Json::String(s.to_string()))
+                            .collect(),
+                    )
+                }
+            }
+            Kind::Providers => serde_json::from_str::<Json>(trimmed)
+                .map_err(|e| self.fail(format!("not valid JSON: {e}")))?,
+            Kind::Text { .. } => unreachable!("handled above"),
+        };
+        self.parse_json(&as_json)
+    }
+}
+
+/// The cross-key rule: `models.platform_default_model` must name a model of an enabled provider.
+pub fn model_in_registry(model_ref: &str, providers: &[Provider]) -> bool {
+    match model_ref.split_once('/') {
+        Some((pid, model)) => providers
+            .iter()
+            .any(|p| p.enabled && p.id == pid && p.models.iter().any(|m| m == model)),
+        None => false,
+    }
+}
+
+/// Checks a default-model value against an effective provider registry.
+pub fn check_model_ref(value: &PolicyValue, providers: &[Provider]) -> Result<(), ValidationError> {
+    let s = value.as_str().unwrap_or_default();
+    if model_in_registry(s, providers) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "models.platform_default_model",
+            format!("\"{s}\" is not a model of an enabled provider in models.provider_registry"),
+        ))
+    }
+}
+
+/// Every model of every enabled provider, as `provider/model` (the default-model dropdown).
+pub fn model_choices(providers: &[Provider]) -> Vec<String> {
+    providers
+        .iter()
+        .filter(|p| p.enabled)
+        .flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.id)))
+        .collect()
+}

@@ -1,0 +1,543 @@
+//! The policy store: admin baseline, append-only audit, and the revision counter. Every write is
+//! one transaction that validates, checks the expected version, writes the value and its audit
+//! row, and bumps the revision; if any step fails, nothing changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sqlx::{Any, Row, Transaction};
+
+use super::registry::{model_in_registry, spec, unknown_key, KeySpec, Layer};
+use super::resolve::{resolve_all, AdminEntry, Layers, Resolved};
+use super::value::{canonical_json, PolicyValue, ValidationError};
+use crate::db::{format_ts, Db};
+
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Who makes a change: a signed-in user (id and email) or a CLI operator (`cli:<os user>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub id: Option<i64>,
+    pub email: String,
+}
+
+impl Actor {
+    pub fn user(id: i64, email: impl Into<String>) -> Actor {
+        Actor { id: Some(id), email: email.into() }
+    }
+
+    /// The actor of a CLI write: `cli:<os user>`.
+    pub fn cli() -> Actor {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "unknown".to_string());
+        Actor { id: None, email: format!("cli:{user}") }
+    }
+}
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StoreError {
+    /// The input is not allowed; the message names the field.
+    Invalid(ValidationError),
+    /// Someone changed the key since the editor loaded it.
+    Conflict(Conflict),
+    /// The audit row to revert to does not exist for this key.
+    NotFound(String),
+    /// The database failed; details are in the server log.
+    Internal(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub key: String,
+    pub expected_version: i64,
+    pub current_version: i64,
+    pub changed_by: String,
+    pub changed_at: String,
+    /// The admin value now stored (`None`: reset to the inherited value).
+    pub current_value: Option<Json>,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Invalid(e) => write!(f, "{e}"),
+            StoreError::Conflict(c) => write!(
+                f,
+                "{} was changed by {} at {} to {} (version {}, you edited version {}); reload and try again",
+                c.key,
+                c.changed_by,
+                c.changed_at,
+                c.current_value.as_ref().map(canonical_json).unwrap_or_else(|| "the inherited value (reset)".into()),
+                c.current_version,
+                c.expected_version
+            ),
+            StoreError::NotFound(m) => f.write_str(m),
+            StoreError::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "policy store database error");
+        StoreError::Internal("the database refused the change; see the server log".into())
+    }
+}
+
+impl From<ValidationError> for StoreError {
+    fn from(e: ValidationError) -> Self {
+        StoreError::Invalid(e)
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    Changed { version: i64, revision: i64, audit_id: i64 },
+    /// The value was already in force: nothing written, no audit row.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Update,
+    Reset,
+    Revert,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Update => "update",
+            Action::Reset => "reset",
+            Action::Revert => "revert",
+        }
+    }
+}
+
+/// One row of `admin_runtime_policy_audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub key: String,
+    pub action: String,
+    pub actor_id: Option<i64>,
+    pub actor_email: String,
+    pub at: String,
+    pub from_value: Option<Json>,
+    pub to_value: Option<Json>,
+    pub reason: Option<String>,
+    pub policy_revision: i64,
+    pub key_version: i64,
+    pub reverted_audit_id: Option<i64>,
+}
+
+/// Filters for the audit log; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub key: Option<String>,
+    pub actor: Option<String>,
+    /// Inclusive lower bound, RFC 3339.
+    pub from: Option<String>,
+    /// Exclusive upper bound, RFC 3339.
+    pub to: Option<String>,
+    /// Only rows with an id below this one (paging, newest first).
+    pub before_id: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// The store: the database plus the env layer read at start.
+#[derive(Clone, Debug)]
+pub struct PolicyStore {
+    pub db: Db,
+    env: Arc<HashMap<String, String>>,
+}
+
+fn check_reason(reason: Option<&str>) -> Result<Option<String>, StoreError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if let Some(r) = reason {
+        let n = r.chars().count();
+        if n > MAX_REASON_CHARS {
+            return Err(StoreError::Invalid(ValidationError::new(
+                "reason",
+                format!("must be at most {MAX_REASON_CHARS} characters, got {n}"),
+            )));
+        }
+    }
+    Ok(reason.map(str::to_string))
+}
+
+fn parse_json_text(s: Option<String>) -> Option<Json> {
+    s.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        key: r.try_get("key")?,
+        action: r.try_get("action")?,
+        actor_id: r.try_get("actor_id")?,
+        actor_email: r.try_get("actor_email")?,
+        at: r.try_get("at")?,
+        from_value: parse_json_text(r.try_get("from_value")?),
+        to_value: parse_json_text(r.try_get("to_value")?),
+        reason: r.try_get("reason")?,
+        policy_revision: r.try_get("policy_revision")?,
+        key_version: r.try_get("key_version")?,
+        reverted_audit_id: r.try_get("reverted_audit_id")?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "id, key, action, actor_id, actor_email, at, from_value, to_value, reason, policy_revision, key_version, reverted_audit_id";
+
+async fn load_admin<'e, E>(exec: E) -> Result<HashMap<String, AdminEntry>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let rows = sqlx::query("SELECT key, value, version, updated_by, updated_at FROM admin_runtime_policy")
+        .fetch_all(exec)
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let value: Option<String> = r.try_get("value")?;
+        out.insert(
+            r.try_get::<String, _>("key")?,
+            AdminEntry {
+                // A stored value that is not JSON is kept as text, so resolution reports it.
+                value: value.map(|t| serde_json::from_str(&t).unwrap_or(Json::String(t))),
+                version: r.try_get("version")?,
+                updated_by: r.try_get("updated_by")?,
+                updated_at: r.try_get("updated_at")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+impl PolicyStore {
+    pub fn new(db: Db, env: HashMap<String, String>) -> PolicyStore {
+        PolicyStore { db, env: Arc::new(env) }
+    }
+
+    /// A store whose env layer comes from this process's `POLICY__…` variables.
+    pub fn from_process_env(db: Db) -> PolicyStore {
+        PolicyStore::new(db, super::resolve::env_layer(|k| std::env::var(k).ok()))
+    }
+
+    pub fn env(&self) -> &HashMap<String, String> {
+        &self.env
+    }
+
+    /// The current revision of the whole policy.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT revision FROM policy_revision WHERE id = 1")
+            .fetch_one(&self.db.pool)
+            .await?)
+    }
+
+    /// Every key resolved with provenance (default < env < admin).
+    pub async fn resolve(&self) -> Result<Vec<Resolved>, StoreError> {
+        let admin = load_admin(&self.db.pool).await?;
+        Ok(resolve_all(&Layers { env: (*self.env).clone(), admin }))
+    }
+
+    /// Resolves inside a transaction, so the result matches the revision read in it.
+    pub async fn resolve_in(&self, tx: &mut Transaction<'static, Any>) -> Result<(Vec<Resolved>, i64), StoreError> {
+        let admin = load_admin(&mut **tx).await?;
+        let revision = sqlx::query_scalar::<_, i64>("SELECT revision FROM policy_revision WHERE id = 1")
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok((resolve_all(&Layers { env: (*self.env).clone(), admin }), revision))
+    }
+
+    pub async fn resolve_key(&self, key: &str) -> Result<Resolved, StoreError> {
+        spec(key).ok_or_else(|| unknown_key(key))?;
+        let all = self.resolve().await?;
+        all.into_iter().find(|r| r.key == key).ok_or_else(|| StoreError::Invalid(unknown_key(key)))
+    }
+
+    /// Sets the admin value of `key` from JSON.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        key: &str,
+        value: &Json,
+        expected_version: i64,
+        reason: Option<&str>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let s = spec(key).ok_or_else(|| unknown_key(key))?;
+        let parsed = s.parse_json(value)?;
+        let reason = check_reason(reason)?;
+        self.write(actor, s, Some(parsed), expected_version, reason, Action::Update, None).await
+    }
+
+    /// Sets the admin value of `key` from text typed by a person (page form, CLI).
+    pub async fn update_text(
+        &self,
+        actor: &Actor,
+        key: &str,
+        raw: &str,
+        expected_version: i64,
+        reason: Option<&str>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let s = spec(key).ok_or_else(|| unknown_key(key))?;
+        let parsed = s.parse_text(raw)?;
+        let reason = check_reason(reason)?;
+        self.write(actor, s, Some(parsed), expected_version, reason, Action::Update, None).await
+    }
+
+    /// Removes the admin value; the key falls back to env or default.
+    pub async fn reset(
+        &self,
+        actor: &Actor,
+        key: &str,
+        expected_version: i64,
+        reason: Option<&str>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let s = spec(key).ok_or_else(|| unknown_key(key))?;
+        let reason = check_reason(reason)?;
+        self.write(actor, s, None, expected_version, reason, Action::Reset, None).await
+    }
+
+    /// Restores the value a key had after audit row `audit_id` (its `to`); itself a new,
+    /// audited change.
+    pub async fn revert(
+        &self,
+        actor: &Actor,
+        key: &str,
+        audit_id: i64,
+        expected_version: i64,
+        reason: Option<&str>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let s = spec(key).ok_or_else(|| unknown_key(key))?;
+        let reason = check_reason(reason)?;
+        let row = sqlx::query("SELECT key, to_value FROM admin_runtime_policy_audit WHERE id = $1")
+            .bind(audit_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let row = match row {
+            Some(r) if r.try_get::<String, _>("key")? == key => r,
+            _ => return Err(StoreError::NotFound(format!("audit row {audit_id} is not in the history of {key}"))),
+        };
+        let target = match parse_json_text(row.try_get("to_value")?) {
+            Some(json) => Some(s.parse_json(&json)?),
+            None => None,
+        };
+        self.write(actor, s, target, expected_version, reason, Action::Revert, Some(audit_id)).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        actor: &Actor,
+        s: &KeySpec,
+        new_value: Option<PolicyValue>,
+        expected_version: i64,
+        reason: Option<String>,
+        action: Action,
+        reverted_audit_id: Option<i64>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        // Bumping the revision first takes the write lock (SQLite) or the row lock (PostgreSQL)
+        // before anything is read, so concurrent writers queue here and each sees the last
+        // committed state. A no-op rolls the bump back.
+        let revision: i64 =
+            sqlx::query_scalar("UPDATE policy_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision")
+                .fetch_one(&mut *tx)
+                .await?;
+
+        let mut admin = load_admin(&mut *tx).await?;
+        let current = admin.get(s.key).cloned();
+        let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
+        if current_version != expected_version {
+            let c = current.unwrap_or(AdminEntry {
+                value: None,
+                version: 0,
+                updated_by: String::new(),
+                updated_at: String::new(),
+            });
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(Conflict {
+                key: s.key.to_string(),
+                expected_version,
+                current_version,
+                changed_by: c.updated_by,
+                changed_at: c.updated_at,
+                current_value: c.value,
+            }));
+        }
+
+        let before = resolve_all(&Layers { env: (*self.env).clone(), admin: admin.clone() });
+        let new_json = new_value.as_ref().map(PolicyValue::to_json);
+        let from_json = current.as_ref().and_then(|c| c.value.clone());
+        let effective_before = before.iter().find(|r| r.key == s.key).map(|r| r.value.clone());
+        let unchanged = match (&new_json, action) {
+            // Setting the value already in force.
+            (Some(v), _) => from_json.as_ref() == Some(v) || (from_json.is_none() && effective_before.as_ref() == Some(v)),
+            // Resetting a key that has no admin value.
+            (None, _) => from_json.is_none(),
+        };
+        if unchanged {
+            tx.rollback().await?;
+            return Ok(WriteOutcome::Unchanged);
+        }
+
+        // The cross-key rule, checked on the state this write would leave.
+        let new_version = current_version + 1;
+        let now = format_ts(Utc::now());
+        admin.insert(
+            s.key.to_string(),
+            AdminEntry { value: new_json.clone(), version: new_version, updated_by: actor.email.clone(), updated_at: now.clone() },
+        );
+        check_default_model(&Layers { env: (*self.env).clone(), admin }, s.key)?;
+
+        let new_text = new_json.as_ref().map(canonical_json);
+        sqlx::query(
+            "INSERT INTO admin_runtime_policy (key, value, version, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version,
+                 updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+        )
+        .bind(s.key)
+        .bind(new_text.clone())
+        .bind(new_version)
+        .bind(&actor.email)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+
+        let audit_id: i64 = sqlx::query_scalar(
+            "INSERT INTO admin_runtime_policy_audit
+                 (key, action, actor_id, actor_email, at, from_value, to_value, reason, policy_revision, key_version, reverted_audit_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(s.key)
+        .bind(action.as_str())
+        .bind(actor.id)
+        .bind(&actor.email)
+        .bind(&now)
+        .bind(from_json.as_ref().map(canonical_json))
+        .bind(new_text)
+        .bind(reason)
+        .bind(revision)
+        .bind(new_version)
+        .bind(reverted_audit_id)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        tx.commit().await?;
+        tracing::info!(key = s.key, actor = %actor.email, version = new_version, revision, action = action.as_str(), "policy changed");
+        Ok(WriteOutcome::Changed { version: new_version, revision, audit_id })
+    }
+
+    /// Audit rows, newest first.
+    pub async fn history(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM admin_runtime_policy_audit WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.key.is_some() {
+            sql.push_str(&format!(" AND key = {}", next()));
+        }
+        if filter.actor.is_some() {
+            sql.push_str(&format!(" AND actor_email = {}", next()));
+        }
+        if filter.from.is_some() {
+            sql.push_str(&format!(" AND at >= {}", next()));
+        }
+        if filter.to.is_some() {
+            sql.push_str(&format!(" AND at < {}", next()));
+        }
+        if filter.before_id.is_some() {
+            sql.push_str(&format!(" AND id < {}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
+        let mut q = sqlx::query(&sql);
+        if let Some(k) = &filter.key {
+            q = q.bind(k.clone());
+        }
+        if let Some(a) = &filter.actor {
+            q = q.bind(a.clone());
+        }
+        if let Some(f) = &filter.from {
+            q = q.bind(normalise_bound("from", f)?);
+        }
+        if let Some(t) = &filter.to {
+            q = q.bind(normalise_bound("to", t)?);
+        }
+        if let Some(b) = filter.before_id {
+            q = q.bind(b);
+        }
+        q = q.bind(filter.limit.unwrap_or(100).clamp(1, 10_000));
+        let rows = q.fetch_all(&self.db.pool).await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+/// Time bounds are compared as stored text, so they are rewritten in the stored form.
+fn normalise_bound(field: &str, raw: &str) -> Result<String, StoreError> {
+    let parsed = crate::db::parse_ts(raw.trim()).or_else(|| {
+        chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|dt| dt.and_utc())
+    });
+    parsed.map(format_ts).ok_or_else(|| {
+        StoreError::Invalid(ValidationError::new(
+            field,
+            format!("must be a date (YYYY-MM-DD) or an RFC 3339 time, got \"{raw}\""),
+        ))
+    })
+}
+
+/// Refuses a state in which the default model would point at a missing or disabled model.
+fn check_default_model(layers: &Layers, changed: &str) -> Result<(), StoreError> {
+    if changed != "models.provider_registry" && changed != "models.platform_default_model" {
+        return Ok(());
+    }
+    let all = resolve_all(layers);
+    let registry = all.iter().find(|r| r.key == "models.provider_registry");
+    let providers = registry
+        .and_then(|r| spec(&r.key).and_then(|s| s.parse_json(&r.value).ok()))
+        .and_then(|v| v.as_providers().map(|p| p.to_vec()))
+        .unwrap_or_default();
+    // The model the precedence chain would pick before the cross-key check.
+    let model_spec = spec("models.platform_default_model").expect("registered");
+    let chosen = [
+        layers.admin.get(model_spec.key).and_then(|a| a.value.clone()).and_then(|j| model_spec.parse_json(&j).ok()),
+        layers.env.get(model_spec.key).and_then(|raw| model_spec.parse_text(raw).ok()),
+        Some(model_spec.default_value()),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    let Some(model) = chosen else { return Ok(()) };
+    let model = model.as_str().unwrap_or_default().to_string();
+    if model_in_registry(&model, &providers) {
+        return Ok(());
+    }
+    let message = if changed == "models.provider_registry" {
+        format!(
+            "would leave models.platform_default_model (\"{model}\") pointing at a missing or disabled model; change the default model first"
+        )
+    } else {
+        format!("\"{model}\" is not a model of an enabled provider in models.provider_registry")
+    };
+    Err(StoreError::Invalid(ValidationError::new(changed, message)))
+}
+
+/// The layer a resolved key came from, for callers that only need that.
+pub fn source_of(resolved: &[Resolved], key: &str) -> Option<Layer> {
+    resolved.iter().find(|r| r.key == key).map(|r| r.source)
+}
