@@ -12,12 +12,21 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use crate::app::{shell, App, HOME_PATH};
 use crate::config::Config;
 use crate::db::{Db, DbOpenError};
+use crate::policy::server::PolicyStore;
 
 /// Everything a request handler or server function may need; no globals.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
+    pub policy: PolicyStore,
     pub leptos_options: LeptosOptions,
+}
+
+impl AppState {
+    /// The state for `db`, with the policy's env layer read from this process's environment.
+    pub fn new(db: Db, leptos_options: LeptosOptions) -> AppState {
+        AppState { policy: PolicyStore::from_process_env(db.clone()), db, leptos_options }
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -79,7 +88,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let addr = options.site_addr;
-    let app = router(AppState { db, leptos_options: options });
+    let state = AppState::new(db, options);
+    log_policy_warnings(&state.policy).await;
+    let app = router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError(format!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}")))?;
@@ -88,6 +99,27 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| ServeError(format!("server stopped: {e}")))
+}
+
+/// Says at start which layers resolution skips, and which `POLICY__` variables name no key.
+async fn log_policy_warnings(policy: &PolicyStore) {
+    for (name, _) in std::env::vars() {
+        if let Some(rest) = name.strip_prefix("POLICY__") {
+            if !crate::policy::REGISTRY.iter().any(|s| s.env_var() == name) {
+                tracing::warn!("{name} names no policy key (POLICY__{rest}); it is ignored");
+            }
+        }
+    }
+    match policy.resolve().await {
+        Ok(all) => {
+            for r in all {
+                for w in &r.warnings {
+                    tracing::warn!(key = %r.key, "{w}");
+                }
+            }
+        }
+        Err(e) => tracing::warn!("cannot resolve the policy at start: {e}"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -48,3 +48,57 @@ fn migrate_creates_the_sqlite_file_and_its_folder() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(path.exists());
 }
+
+mod common;
+
+fn policy(url: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = bin();
+    cmd.env("DATABASE_URL", url).env("USER", "ops").arg("policy").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+on_both_backends!(policy_commands_resolve_set_and_audit, |t| {
+    let url = t.url.as_str().to_string();
+    let (code, out, _) = policy(&url, &["list"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().filter(|l| l.contains("(source=default)")).count(), 15, "{out}");
+
+    let (_, out, _) = policy(&url, &["get", "worker.max_retries"], &[("POLICY__WORKER__MAX_RETRIES", "5")]);
+    assert!(out.contains("effective=5 (source=env)"), "{out}");
+
+    let (code, out, err) = policy(&url, &["set", "worker.max_retries", "7", "--reason", "flaky provider"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("effective=7 (source=admin)"), "{out}");
+    let (_, out, _) = policy(&url, &["history", "--json"], &[]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["actor_email"], "cli:ops");
+    assert_eq!(rows[0]["reason"], "flaky provider");
+
+    let (code, _, err) = policy(&url, &["set", "worker.max_retries", "11"], &[]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim(), "runtime-policy: worker.max_retries must be an integer from 0 to 10, got 11");
+    let (code, _, err) = policy(&url, &["set", "no.such.key", "1"], &[]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = policy(&url, &["set", "worker.max_retries", "8", "--expect-version", "0"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("changed by cli:ops"), "{err}");
+    let (_, out, _) = policy(&url, &["history"], &[]);
+    assert_eq!(out.lines().count(), 1, "nothing else was written: {out}");
+
+    let (code, out, _) = policy(&url, &["unset", "worker.max_retries"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("(source=default)"), "{out}");
+    let (_, out, _) = policy(&url, &["get", "worker.max_retries", "--json"], &[]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((r["source"].as_str(), r["admin_version"].as_i64()), (Some("default"), Some(2)));
+    t.finish().await;
+});

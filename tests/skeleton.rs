@@ -14,7 +14,7 @@ async fn get(db: &TestDb, path: &str) -> (StatusCode, Option<String>, String) {
         .output_name("runtime-policy")
         .site_root("target/site")
         .build();
-    let app = router(AppState { db: db.db.clone(), leptos_options: options });
+    let app = router(AppState::new(db.db.clone(), options));
     let res = app
         .oneshot(Request::get(path).body(Body::empty()).unwrap())
         .await

@@ -6,6 +6,8 @@ pub mod resolve;
 pub mod value;
 
 #[cfg(feature = "ssr")]
+pub mod cli;
+#[cfg(feature = "ssr")]
 pub mod server;
 
 #[cfg(test)]

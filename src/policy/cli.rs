@@ -1,0 +1,194 @@
+//! `runtime-policy policy …`: the same validation and audited store as the page, from a shell.
+
+use clap::Subcommand;
+
+use super::registry::spec;
+use super::resolve::Resolved;
+use super::server::{Actor, AuditFilter, AuditRow, PolicyStore, StoreError, WriteOutcome};
+use super::value::{canonical_json, truncate};
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Every key with its effective value and provenance.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One key: its effective value and the value at every layer.
+    Get {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a key's admin value (audited as cli:<os user>).
+    Set {
+        key: String,
+        value: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Refuse the change unless the key is still at this version (default: the current one).
+        #[arg(long)]
+        expect_version: Option<i64>,
+    },
+    /// Remove a key's admin value, so it falls back to env or default (audited).
+    Unset {
+        key: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        expect_version: Option<i64>,
+    },
+    /// The audit log, newest first, for one key or all.
+    History {
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+/// A failed command: the message and the process exit code (2 for bad input).
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        let code = match e {
+            StoreError::Invalid(_) | StoreError::NotFound(_) => 2,
+            StoreError::Conflict(_) | StoreError::Internal(_) => 1,
+        };
+        CliError { code, message: e.to_string() }
+    }
+}
+
+fn json_out<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(v).map_err(|e| CliError { code: 1, message: e.to_string() })
+}
+
+fn known(key: &str) -> Result<(), CliError> {
+    spec(key).map(|_| ()).ok_or_else(|| StoreError::Invalid(super::registry::unknown_key(key)).into())
+}
+
+pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, CliError> {
+    match cmd {
+        PolicyCommand::List { json } => {
+            let all = store.resolve().await?;
+            if json {
+                return json_out(&all);
+            }
+            let width = all.iter().map(|r| r.key.len()).max().unwrap_or(0);
+            let mut out = String::new();
+            for r in &all {
+                out.push_str(&format!("{:width$}  {}\n", r.key, r.provenance_short()));
+                for w in &r.warnings {
+                    out.push_str(&format!("{:width$}  warning: {w}\n", ""));
+                }
+            }
+            Ok(out)
+        }
+        PolicyCommand::Get { key, json } => {
+            known(&key)?;
+            let r = store.resolve_key(&key).await?;
+            if json {
+                return json_out(&r);
+            }
+            Ok(describe(&r))
+        }
+        PolicyCommand::Set { key, value, reason, expect_version } => {
+            known(&key)?;
+            let version = match expect_version {
+                Some(v) => v,
+                None => store.resolve_key(&key).await?.admin_version,
+            };
+            let out = store.update_text(&Actor::cli(), &key, &value, version, reason.as_deref()).await?;
+            outcome(store, &key, out).await
+        }
+        PolicyCommand::Unset { key, reason, expect_version } => {
+            known(&key)?;
+            let version = match expect_version {
+                Some(v) => v,
+                None => store.resolve_key(&key).await?.admin_version,
+            };
+            let out = store.reset(&Actor::cli(), &key, version, reason.as_deref()).await?;
+            outcome(store, &key, out).await
+        }
+        PolicyCommand::History { key, json, limit } => {
+            if let Some(k) = &key {
+                known(k)?;
+            }
+            let rows = store.history(&AuditFilter { key, limit: Some(limit), ..Default::default() }).await?;
+            if json {
+                return json_out(&rows);
+            }
+            Ok(rows.iter().map(history_line).collect())
+        }
+    }
+}
+
+async fn outcome(store: &PolicyStore, key: &str, out: WriteOutcome) -> Result<String, CliError> {
+    let r = store.resolve_key(key).await?;
+    Ok(match out {
+        WriteOutcome::Unchanged => format!("{key}: unchanged, {}\n", r.provenance_short()),
+        WriteOutcome::Changed { version, revision, .. } => {
+            format!("{key}: {} (version {version}, policy revision {revision})\n", r.provenance_short())
+        }
+    })
+}
+
+fn describe(r: &Resolved) -> String {
+    let mut out = format!("{}\n  {}\n", r.key, r.provenance());
+    let env_var = spec(&r.key).map(|s| s.env_var()).unwrap_or_default();
+    for l in &r.layers {
+        let value = l.value.as_ref().map(|v| truncate(&canonical_json(v), 120)).unwrap_or_else(|| "-".into());
+        let name = match l.layer {
+            super::Layer::Env => format!("env ({env_var})"),
+            other => other.to_string(),
+        };
+        out.push_str(&format!("  {name}: {value}"));
+        if l.layer == super::Layer::Admin {
+            out.push_str(&format!(
+                " (version {}, by {} at {})",
+                r.admin_version,
+                r.updated_by.as_deref().unwrap_or("-"),
+                r.updated_at.as_deref().unwrap_or("-")
+            ));
+        }
+        if let Some(e) = &l.error {
+            out.push_str(&format!("  [skipped: {e}]"));
+        }
+        out.push('\n');
+    }
+    if !r.layers.iter().any(|l| l.layer == super::Layer::Env) {
+        out.push_str(&format!("  env ({env_var}): -\n"));
+    }
+    for w in &r.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
+    out
+}
+
+fn history_line(row: &AuditRow) -> String {
+    let show = |v: &Option<serde_json::Value>| {
+        v.as_ref().map(|v| truncate(&canonical_json(v), 60)).unwrap_or_else(|| "(inherited)".into())
+    };
+    let mut line = format!(
+        "#{} {} {} {} {}: {} -> {} (revision {})",
+        row.id,
+        row.at,
+        row.actor_email,
+        row.action,
+        row.key,
+        show(&row.from_value),
+        show(&row.to_value),
+        row.policy_revision
+    );
+    if let Some(r) = &row.reason {
+        line.push_str(&format!(" reason: {r}"));
+    }
+    line.push('\n');
+    line
+}
