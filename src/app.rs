@@ -1,10 +1,11 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
+    components::{ParentRoute, Route, Router, Routes},
     path,
 };
 
+use crate::auth::{provide_auth, LoginPage, SuperuserArea, UserMenu};
 use crate::settings::SettingsPage;
 
 /// Where `/` sends a visitor.
@@ -32,6 +33,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_auth();
     view! {
         <Stylesheet id="leptos" href="/pkg/runtime-policy.css" />
         <Title text="Runtime Policy" />
@@ -40,11 +42,15 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href=HOME_PATH>
                     "Runtime Policy"
                 </a>
+                <UserMenu />
             </header>
             <main id="main">
                 <Routes fallback=NotFound>
-                    <Route path=path!("/app/settings/superuser") view=SettingsPage />
-                    <Route path=path!("/app/settings/superuser/:category") view=SettingsPage />
+                    <Route path=path!("/login") view=LoginPage />
+                    <ParentRoute path=path!("/app/settings/superuser") view=SuperuserArea>
+                        <Route path=path!("") view=SettingsPage />
+                        <Route path=path!(":category") view=SettingsPage />
+                    </ParentRoute>
                 </Routes>
             </main>
         </Router>

@@ -97,6 +97,9 @@ impl DatabaseUrl {
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub leptos_options: LeptosOptions,
+    /// Marks the session cookie `Secure`; set `COOKIE_SECURE=true` when the site is served
+    /// over TLS (directly or behind a proxy), so the cookie never travels in clear text.
+    pub cookie_secure: bool,
 }
 
 impl Config {
@@ -136,6 +139,16 @@ impl Config {
             }
         };
 
+        let cookie_secure = match get("COOKIE_SECURE").as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "COOKIE_SECURE: expected true or false, got \"{other}\""
+                )))
+            }
+        };
+
         let leptos_options = LeptosOptions::builder()
             .output_name("runtime-policy")
             .site_root(site_root)
@@ -143,7 +156,7 @@ impl Config {
             .site_addr(site_addr)
             .env(env)
             .build();
-        Ok(Config { database_url, leptos_options })
+        Ok(Config { database_url, leptos_options, cookie_secure })
     }
 }
 
@@ -192,6 +205,14 @@ mod tests {
         assert!(e.0.starts_with("LEPTOS_SITE_ADDR:"), "{e}");
         let e = Config::from_lookup(lookup(&[("LEPTOS_ENV", "staging")])).unwrap_err();
         assert!(e.0.starts_with("LEPTOS_ENV:"), "{e}");
+    }
+
+    #[test]
+    fn cookie_secure_is_off_by_default_and_parsed_strictly() {
+        assert!(!Config::from_lookup(lookup(&[])).unwrap().cookie_secure);
+        assert!(Config::from_lookup(lookup(&[("COOKIE_SECURE", "true")])).unwrap().cookie_secure);
+        let e = Config::from_lookup(lookup(&[("COOKIE_SECURE", "yes please")])).unwrap_err();
+        assert!(e.0.starts_with("COOKIE_SECURE:"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `runtime-policy` binary; with `hydrate` it is the wasm library that hydrates the pages.
 
 pub mod app;
+pub mod auth;
 pub mod policy;
 pub mod settings;
 

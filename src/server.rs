@@ -1,16 +1,17 @@
 //! The HTTP server: axum routes, the Leptos app, static files and health.
 
 use axum::extract::{FromRef, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use crate::app::{shell, App, HOME_PATH};
-use crate::config::Config;
+use crate::auth::server::AuthServices;
+use crate::config::{Config, DatabaseUrl};
 use crate::db::{Db, DbOpenError};
 use crate::policy::server::PolicyStore;
 
@@ -20,12 +21,16 @@ pub struct AppState {
     pub db: Db,
     pub policy: PolicyStore,
     pub leptos_options: LeptosOptions,
+    pub auth: AuthServices,
 }
 
 impl AppState {
-    /// The state for `db`, with the policy's env layer read from this process's environment.
-    pub fn new(db: Db, leptos_options: LeptosOptions) -> AppState {
-        AppState { policy: PolicyStore::from_process_env(db.clone()), db, leptos_options }
+    /// Opens what the app needs beside the (already open and migrated) database: the session
+    /// store in the same database, the password hasher, and the policy store whose env layer
+    /// comes from this process's environment.
+    pub async fn open(db: Db, url: &DatabaseUrl, leptos_options: LeptosOptions, cookie_secure: bool) -> Result<AppState, DbOpenError> {
+        let auth = AuthServices::open(url, cookie_secure).await?;
+        Ok(AppState { policy: PolicyStore::from_process_env(db.clone()), db, leptos_options, auth })
     }
 }
 
@@ -41,15 +46,24 @@ pub fn router(state: AppState) -> Router {
         let state = state.clone();
         move || provide_context(state.clone())
     };
-    Router::new()
-        .route("/", get(|| async { Redirect::to(HOME_PATH) }))
-        .route("/healthz", get(healthz))
+    let mut router = Router::new().route("/", get(|| async { Redirect::to(HOME_PATH) }));
+    for (path, _, handler) in api_routes() {
+        router = router.route(path, handler);
+    }
+    let router = router
         .leptos_routes_with_context(&state, routes, context, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .with_state(state)
+        .with_state(state.clone());
+    crate::auth::server::layers(router, &state)
+}
+
+/// The HTTP routes outside Leptos (health, and the worker API as it comes): path, method, and
+/// handler. The router mounts exactly these, and the access-control test calls each of them.
+pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
+    vec![("/healthz", Method::GET, get(healthz))]
 }
 
 /// 200 once the database answers a query, 503 while it does not.
@@ -79,6 +93,13 @@ impl From<DbOpenError> for ServeError {
 /// Opens and migrates the database, then serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let db = Db::open(&config.database_url).await?;
+    match crate::auth::server::count_users(&db).await {
+        Ok(0) => tracing::warn!(
+            "no users yet; create the first superuser with: runtime-policy user create EMAIL --role superuser (password on stdin)"
+        ),
+        Ok(_) => {}
+        Err(_) => return Err(ServeError("cannot count users; see the log above".into())),
+    }
     let options = config.leptos_options.clone();
     let pkg = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
     if !pkg.join("runtime-policy.js").exists() {
@@ -88,14 +109,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let addr = options.site_addr;
-    let state = AppState::new(db, options);
+    let state = AppState::open(db, &config.database_url, options, config.cookie_secure).await?;
+    state.auth.sessions.spawn_cleanup();
     log_policy_warnings(&state.policy).await;
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError(format!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}")))?;
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app)
+    // The peer address feeds the sign-in throttle.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| ServeError(format!("server stopped: {e}")))

@@ -1,0 +1,232 @@
+//! Sign-in and access control: the login page, the sign-out button, the 403 page and the
+//! guard around the superuser pages. The checks that count run on the server (`server.rs`);
+//! what the components hide or show is only for the people using the page.
+
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use leptos::prelude::*;
+use leptos_router::components::{Outlet, Redirect};
+use leptos_router::hooks::{use_location, use_query_map};
+use serde::{Deserialize, Serialize};
+
+pub use api::{current_user, login, logout, CurrentUser, Login, Logout};
+
+/// What a user may do (PRODUCT.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Superuser,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Superuser => "superuser",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "superuser" => Some(Role::Superuser),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// The signed-in user as the rest of the app sees it: the actor of audit rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthUser {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+}
+
+/// The sign-in state of the page, provided once by [`provide_auth`].
+#[derive(Clone, Copy)]
+pub struct Auth {
+    /// The signed-in user, loaded with the page (blocking, so the server render knows it).
+    pub user: Resource<Result<Option<AuthUser>, ServerFnError>>,
+    pub login: ServerAction<Login>,
+    pub logout: ServerAction<Logout>,
+}
+
+/// Puts [`Auth`] into context. Signing in or out reloads the whole page, so the user resource
+/// never has to be refreshed in place.
+pub fn provide_auth() -> Auth {
+    let auth = Auth {
+        user: Resource::new_blocking(|| (), |_| current_user()),
+        login: ServerAction::<Login>::new(),
+        logout: ServerAction::<Logout>::new(),
+    };
+    #[cfg(feature = "hydrate")]
+    {
+        Effect::new(move |_| {
+            if let Some(Ok(target)) = auth.login.value().get() {
+                go_to(&target);
+            }
+        });
+        Effect::new(move |_| {
+            if let Some(Ok(())) = auth.logout.value().get() {
+                go_to("/login");
+            }
+        });
+    }
+    provide_context(auth);
+    auth
+}
+
+/// A full page load, so every resource starts over with the new session.
+#[cfg(feature = "hydrate")]
+fn go_to(path: &str) {
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().assign(path);
+    }
+}
+
+/// The message of a failed server function, for people.
+fn error_message(e: &ServerFnError) -> String {
+    match e {
+        ServerFnError::ServerError(m) => m.clone(),
+        _ => "Sign-in failed; try again.".to_string(),
+    }
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let query = use_query_map();
+    let next = move || query.read().get("next").unwrap_or_default();
+    let error = move || auth.login.value().get().and_then(|r| r.err()).map(|e| error_message(&e));
+    view! {
+        <section class="login" data-testid="login-page">
+            <h1>"Sign in"</h1>
+            <ActionForm action=auth.login>
+                <input type="hidden" name="next" value=next />
+                <label>
+                    "Email" <input type="email" name="email" autocomplete="username" required data-testid="login-email" />
+                </label>
+                <label>
+                    "Password"
+                    <input
+                        type="password"
+                        name="password"
+                        autocomplete="current-password"
+                        required
+                        data-testid="login-password"
+                    />
+                </label>
+                <button type="submit" data-testid="login-submit">
+                    "Sign in"
+                </button>
+            </ActionForm>
+            {move || {
+                error()
+                    .map(|m| {
+                        view! {
+                            <p class="error" role="alert" data-testid="login-error">
+                                {m}
+                            </p>
+                        }
+                    })
+            }}
+        </section>
+    }
+}
+
+/// A POST form, so a link prefetch or a cross-site image can never sign anyone out.
+#[component]
+pub fn LogoutButton() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    view! {
+        <ActionForm action=auth.logout>
+            <button type="submit" class="link-button" data-testid="logout">
+                "Sign out"
+            </button>
+        </ActionForm>
+    }
+}
+
+/// The signed-in user's address and the sign-out button, for the top bar.
+#[component]
+pub fn UserMenu() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                auth.user
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|u| {
+                        view! {
+                            <div class="user-menu">
+                                <span data-testid="whoami">{u.email}</span>
+                                <LogoutButton />
+                            </div>
+                        }
+                    })
+            })}
+        </Transition>
+    }
+}
+
+/// The 403 page, with status 403 when rendered on the server.
+#[component]
+pub fn Forbidden() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+            resp.set_status(axum::http::StatusCode::FORBIDDEN);
+        }
+    }
+    view! {
+        <section class="notice" data-testid="forbidden">
+            <h1>"Not allowed"</h1>
+            <p>"This page is for superusers. Ask one if you need a change here."</p>
+        </section>
+    }
+}
+
+/// Parent route of the superuser pages: the page for a superuser, the 403 page for a member,
+/// the login page for anyone else. The server enforces the same before rendering (and every
+/// server function checks again); this keeps client-side navigation consistent with it.
+#[component]
+pub fn SuperuserArea() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let location = use_location();
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(u)) if u.role == Role::Superuser => view! { <Outlet /> }.into_any(),
+                    Ok(Some(_)) => view! { <Forbidden /> }.into_any(),
+                    _ => {
+                        let path = location.pathname.get_untracked();
+                        let search = location.search.get_untracked();
+                        let search = search.trim_start_matches('?');
+                        let here = if search.is_empty() { path } else { format!("{path}?{search}") };
+                        view! { <Redirect path=login_href(&here) /> }.into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// `/login?next=<path>` with `path` percent-encoded (shared by server and client).
+pub fn login_href(next: &str) -> String {
+    let mut out = String::from("/login?next=");
+    for b in next.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
