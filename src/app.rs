@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 use crate::auth::{provide_auth, LoginPage, SuperuserArea, UserMenu};
@@ -34,6 +34,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
+    crate::settings::provide_editor_state();
     view! {
         <Stylesheet id="leptos" href="/pkg/runtime-policy.css" />
         <Title text="Runtime Policy" />
@@ -47,9 +48,11 @@ pub fn App() -> impl IntoView {
             <main id="main">
                 <Routes fallback=NotFound>
                     <Route path=path!("/login") view=LoginPage />
-                    <ParentRoute path=path!("/app/settings/superuser") view=SuperuserArea>
-                        <Route path=path!("") view=SettingsPage />
-                        <Route path=path!(":category") view=SettingsPage />
+                    // In-order rendering puts the loaded policy into the HTML itself, so the page
+                    // works before the wasm loads and with JavaScript off.
+                    <ParentRoute path=path!("/app/settings/superuser") view=SuperuserArea ssr=SsrMode::InOrder>
+                        <Route path=path!("") view=SettingsPage ssr=SsrMode::InOrder />
+                        <Route path=path!(":category") view=SettingsPage ssr=SsrMode::InOrder />
                     </ParentRoute>
                 </Routes>
             </main>

@@ -13,6 +13,7 @@ use sqlx::{Any, Row, Transaction};
 use super::registry::{model_in_registry, spec, unknown_key, KeySpec, Layer};
 use super::resolve::{resolve_all, AdminEntry, Layers, Resolved};
 use super::value::{canonical_json, PolicyValue, ValidationError};
+pub use super::audit::{AuditFilter, AuditRow, Conflict};
 use crate::db::{format_ts, Db};
 
 pub const MAX_REASON_CHARS: usize = 500;
@@ -51,17 +52,6 @@ pub enum StoreError {
     NotFound(String),
     /// The database failed; details are in the server log.
     Internal(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Conflict {
-    pub key: String,
-    pub expected_version: i64,
-    pub current_version: i64,
-    pub changed_by: String,
-    pub changed_at: String,
-    /// The admin value now stored (`None`: reset to the inherited value).
-    pub current_value: Option<Json>,
 }
 
 impl std::fmt::Display for StoreError {
@@ -123,37 +113,6 @@ impl Action {
             Action::Revert => "revert",
         }
     }
-}
-
-/// One row of `admin_runtime_policy_audit`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditRow {
-    pub id: i64,
-    pub key: String,
-    pub action: String,
-    pub actor_id: Option<i64>,
-    pub actor_email: String,
-    pub at: String,
-    pub from_value: Option<Json>,
-    pub to_value: Option<Json>,
-    pub reason: Option<String>,
-    pub policy_revision: i64,
-    pub key_version: i64,
-    pub reverted_audit_id: Option<i64>,
-}
-
-/// Filters for the audit log; every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AuditFilter {
-    pub key: Option<String>,
-    pub actor: Option<String>,
-    /// Inclusive lower bound, RFC 3339.
-    pub from: Option<String>,
-    /// Exclusive upper bound, RFC 3339.
-    pub to: Option<String>,
-    /// Only rows with an id below this one (paging, newest first).
-    pub before_id: Option<i64>,
-    pub limit: Option<i64>,
 }
 
 /// The store: the database plus the env layer read at start.
