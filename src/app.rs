@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 use crate::auth::{provide_auth, LoginPage, SuperuserArea, UserMenu};
@@ -46,10 +46,16 @@ pub fn App() -> impl IntoView {
             </header>
             <main id="main">
                 <Routes fallback=NotFound>
-                    <Route path=path!("/login") view=LoginPage />
-                    <ParentRoute path=path!("/app/settings/superuser") view=SuperuserArea>
-                        <Route path=path!("") view=SettingsPage />
-                        <Route path=path!(":category") view=SettingsPage />
+                    // Async: the whole page (the signed-in user included) is rendered before it is
+                    // sent, so it works with JavaScript off and the status can still be set.
+                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                    <ParentRoute
+                        path=path!("/app/settings/superuser")
+                        view=SuperuserArea
+                        ssr=SsrMode::Async
+                    >
+                        <Route path=path!("") view=SettingsPage ssr=SsrMode::Async />
+                        <Route path=path!(":category") view=SettingsPage ssr=SsrMode::Async />
                     </ParentRoute>
                 </Routes>
             </main>
