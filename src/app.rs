@@ -47,12 +47,16 @@ pub fn App() -> impl IntoView {
             </header>
             <main id="main">
                 <Routes fallback=NotFound>
-                    <Route path=path!("/login") view=LoginPage />
-                    // In-order rendering puts the loaded policy into the HTML itself, so the page
-                    // works before the wasm loads and with JavaScript off.
-                    <ParentRoute path=path!("/app/settings/superuser") view=SuperuserArea ssr=SsrMode::InOrder>
-                        <Route path=path!("") view=SettingsPage ssr=SsrMode::InOrder />
-                        <Route path=path!(":category") view=SettingsPage ssr=SsrMode::InOrder />
+                    // Async: the whole page (the signed-in user included) is rendered before it is
+                    // sent, so it works with JavaScript off and the status can still be set.
+                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                    <ParentRoute
+                        path=path!("/app/settings/superuser")
+                        view=SuperuserArea
+                        ssr=SsrMode::Async
+                    >
+                        <Route path=path!("") view=SettingsPage ssr=SsrMode::Async />
+                        <Route path=path!(":category") view=SettingsPage ssr=SsrMode::Async />
                     </ParentRoute>
                 </Routes>
             </main>

@@ -1,4 +1,17 @@
-import { test, expect, waitForHydration } from './fixtures';
+import { test, expect, waitForHydration, accounts, signIn, LoginPage } from './fixtures';
+
+// The settings page is for superusers: every test signs in first (with the plain form when
+// JavaScript is off, since the page never hydrates then).
+test.beforeEach(async ({ page, javaScriptEnabled }) => {
+  if (javaScriptEnabled) {
+    await signIn(page, accounts.superuser);
+  } else {
+    const login = new LoginPage(page);
+    await login.open('/app/settings/superuser');
+    await login.signIn(accounts.superuser, { js: false });
+    await expect(page).toHaveURL(/\/app\/settings\/superuser$/);
+  }
+});
 
 test('selecting a category updates the panel without a page load', async ({ page }) => {
   await page.goto('/app/settings/superuser');

@@ -51,41 +51,33 @@ pub struct AuthUser {
 pub struct Auth {
     /// The signed-in user, loaded with the page (blocking, so the server render knows it).
     pub user: Resource<Result<Option<AuthUser>, ServerFnError>>,
-    pub login: ServerAction<Login>,
-    pub logout: ServerAction<Logout>,
 }
 
 /// Puts [`Auth`] into context. Signing in or out reloads the whole page, so the user resource
 /// never has to be refreshed in place.
 pub fn provide_auth() -> Auth {
-    let auth = Auth {
-        user: Resource::new_blocking(|| (), |_| current_user()),
-        login: ServerAction::<Login>::new(),
-        logout: ServerAction::<Logout>::new(),
-    };
-    #[cfg(feature = "hydrate")]
-    {
-        Effect::new(move |_| {
-            if let Some(Ok(target)) = auth.login.value().get() {
-                go_to(&target);
-            }
-        });
-        Effect::new(move |_| {
-            if let Some(Ok(())) = auth.logout.value().get() {
-                go_to("/login");
-            }
-        });
-    }
+    let auth = Auth { user: Resource::new_blocking(|| (), |_| current_user()) };
     provide_context(auth);
     auth
 }
 
-/// A full page load, so every resource starts over with the new session.
-#[cfg(feature = "hydrate")]
-fn go_to(path: &str) {
-    if let Some(window) = web_sys::window() {
-        let _ = window.location().assign(path);
-    }
+/// After a successful sign-in or sign-out (with JavaScript), a full page load to `target`, so
+/// every resource starts over with the new session. Without JavaScript the server redirects.
+fn reload_on_success<S, T>(action: ServerAction<S>, target: impl Fn(&T) -> String + 'static)
+where
+    S: leptos::server_fn::ServerFn<Output = T, Error = ServerFnError> + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if let Some(Ok(out)) = action.value().get() {
+            if let Some(window) = web_sys::window() {
+                let _ = window.location().assign(&target(&out));
+            }
+        }
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (action, target);
 }
 
 /// The message of a failed server function, for people.
@@ -98,14 +90,16 @@ fn error_message(e: &ServerFnError) -> String {
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let auth = expect_context::<Auth>();
+    // Created inside the router, so an error carried back to a plain form post shows here.
+    let login = ServerAction::<Login>::new();
+    reload_on_success(login, |target: &String| target.clone());
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
-    let error = move || auth.login.value().get().and_then(|r| r.err()).map(|e| error_message(&e));
+    let error = move || login.value().get().and_then(|r| r.err()).map(|e| error_message(&e));
     view! {
         <section class="login" data-testid="login-page">
             <h1>"Sign in"</h1>
-            <ActionForm action=auth.login>
+            <ActionForm action=login>
                 <input type="hidden" name="next" value=next />
                 <label>
                     "Email" <input type="email" name="email" autocomplete="username" required data-testid="login-email" />
@@ -141,9 +135,10 @@ pub fn LoginPage() -> impl IntoView {
 /// A POST form, so a link prefetch or a cross-site image can never sign anyone out.
 #[component]
 pub fn LogoutButton() -> impl IntoView {
-    let auth = expect_context::<Auth>();
+    let logout = ServerAction::<Logout>::new();
+    reload_on_success(logout, |_: &()| "/login".to_string());
     view! {
-        <ActionForm action=auth.logout>
+        <ActionForm action=logout>
             <button type="submit" class="link-button" data-testid="logout">
                 "Sign out"
             </button>

@@ -59,7 +59,7 @@ pub const KEY_HISTORY_ROWS: i64 = 20;
 /// Rows per page of the global audit log.
 pub const AUDIT_PAGE_ROWS: i64 = 50;
 
-#[server]
+#[server(endpoint = "settings_data")]
 pub async fn settings_data(category: String) -> Result<PolicyPage, ServerFnError> {
     use crate::auth::server::{app_state, require_superuser};
     use crate::policy::registry::keys_in;
@@ -85,7 +85,7 @@ pub async fn settings_data(category: String) -> Result<PolicyPage, ServerFnError
 
 /// Saves a key's admin value. `value` is the text of the form field (absent for an unchecked
 /// toggle, which means `false`).
-#[server]
+#[server(endpoint = "save_policy")]
 pub async fn save_policy(
     key: String,
     value: Option<String>,
@@ -111,7 +111,7 @@ pub async fn save_policy(
 }
 
 /// Removes a key's admin value, so it falls back to the inherited (env or default) value.
-#[server]
+#[server(endpoint = "reset_policy")]
 pub async fn reset_policy(
     key: String,
     expected_version: i64,
@@ -128,7 +128,7 @@ pub async fn reset_policy(
 }
 
 /// Restores the value a key had after audit row `audit_id`.
-#[server]
+#[server(endpoint = "revert_policy")]
 pub async fn revert_policy(
     key: String,
     audit_id: i64,
@@ -146,7 +146,7 @@ pub async fn revert_policy(
 }
 
 /// The global audit log, filtered and paged.
-#[server]
+#[server(endpoint = "audit_log")]
 pub async fn audit_log(
     key: Option<String>,
     actor: Option<String>,

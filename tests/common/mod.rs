@@ -68,6 +68,22 @@ impl TestDb {
         }
     }
 
+    /// The app state over this database, as `serve` builds it (sessions in the same database).
+    pub async fn state(&self) -> runtime_policy::server::AppState {
+        self.state_with(false).await
+    }
+
+    /// The app state with the session cookie's `Secure` flag set or not.
+    pub async fn state_with(&self, cookie_secure: bool) -> runtime_policy::server::AppState {
+        let options = leptos::config::LeptosOptions::builder()
+            .output_name("runtime-policy")
+            .site_root("target/site")
+            .build();
+        runtime_policy::server::AppState::open(self.db.clone(), &self.url, options, cookie_secure)
+            .await
+            .expect("open app state")
+    }
+
     /// Closes the pool and drops a PostgreSQL test database.
     pub async fn finish(self) {
         self.db.pool.close().await;

@@ -1,0 +1,69 @@
+import { test, expect, waitForHydration, accounts, LoginPage, signIn } from './fixtures';
+
+test('anonymous visitors are sent to the login page', async ({ page }) => {
+  const res = await page.goto('/app/settings/superuser/worker');
+  expect(res?.ok()).toBe(true);
+  await expect(page).toHaveURL(/\/login\?next=%2Fapp%2Fsettings%2Fsuperuser%2Fworker$|\/login\?next=\/app\/settings\/superuser\/worker$/);
+  await expect(page.getByTestId('login-page')).toBeVisible();
+});
+
+test('a superuser signs in, reaches the settings page they asked for, and signs out', async ({ page }) => {
+  await page.goto('/app/settings/superuser/worker');
+  await new LoginPage(page).signIn(accounts.superuser);
+  await expect(page).toHaveURL(/\/app\/settings\/superuser\/worker$/);
+  await waitForHydration(page);
+  await expect(page.getByTestId('panel-title')).toHaveText('Worker execution');
+  await expect(page.getByTestId('whoami')).toHaveText(accounts.superuser.email);
+
+  await page.getByTestId('logout').click();
+  await expect(page).toHaveURL(/\/login$/);
+  await page.goto('/app/settings/superuser');
+  await expect(page).toHaveURL(/\/login\?next=/);
+});
+
+test.describe('a member', () => {
+  // The browser reports the 403 answer itself as a console error.
+  test.use({ allowedConsoleErrors: [/status of 403/] });
+
+  test('who signs in gets the 403 page', async ({ page }) => {
+  await signIn(page, accounts.member);
+  await expect(page.getByTestId('forbidden')).toBeVisible();
+  await expect(page.getByTestId('detail-panel')).toHaveCount(0);
+  const status = await page.evaluate(async () => (await fetch('/app/settings/superuser')).status);
+  expect(status).toBe(403);
+  });
+});
+
+test.describe('a wrong password', () => {
+  test.use({ allowedConsoleErrors: [/status of 401/] });
+
+  test('is refused with a message and no session', async ({ page }) => {
+    const login = new LoginPage(page);
+    await login.open();
+    await login.signIn({ email: accounts.superuser.email, password: 'not the password' });
+    await expect(page.getByTestId('login-error')).toHaveText('Wrong email or password.');
+    await page.goto('/app/settings/superuser');
+    await expect(page).toHaveURL(/\/login\?next=/);
+  });
+});
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('sign-in and sign-out still work as plain forms', async ({ page }) => {
+    await page.goto('/app/settings/superuser/upload');
+    await expect(page).toHaveURL(/\/login\?next=/);
+    await new LoginPage(page).signIn(accounts.superuser, { js: false });
+    await expect(page).toHaveURL(/\/app\/settings\/superuser\/upload$/);
+    await expect(page.getByTestId('panel-title')).toHaveText('Upload');
+    await page.getByTestId('logout').click();
+    await expect(page).toHaveURL(/\/login$/);
+  });
+
+  test('a wrong password shows the message', async ({ page }) => {
+    const login = new LoginPage(page);
+    await login.open();
+    await login.signIn({ email: accounts.member.email, password: 'not the password' }, { js: false });
+    await expect(page.getByTestId('login-error')).toHaveText('Wrong email or password.');
+  });
+});

@@ -1,0 +1,536 @@
+//! Sign-in and access control, through the real router on both backends: every server function
+//! and API route for every kind of caller, sessions, cookies, throttling, cross-site requests.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::ConnectInfo;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use common::TestDb;
+use runtime_policy::auth::server::{self as auth, Email, Hasher, NewPassword};
+use runtime_policy::auth::Role;
+use runtime_policy::server::{api_routes, router, AppState};
+use sqlx::Row;
+use tower::ServiceExt;
+
+const HOST: &str = "rp.test";
+const SUPER: (&str, &str) = ("root@example.com", "correct horse battery");
+const MEMBER: (&str, &str) = ("member@example.com", "member password 1");
+
+struct Res {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookie: Vec<String>,
+    body: String,
+}
+
+/// A browser-like caller: a client address, and the session cookie it was last given.
+struct Caller {
+    app: Router,
+    ip: [u8; 4],
+    cookie: Option<String>,
+}
+
+impl Caller {
+    fn new(app: &Router, ip: [u8; 4]) -> Caller {
+        Caller { app: app.clone(), ip, cookie: None }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, body: &str, extra: &[(&str, &str)]) -> Res {
+        let mut req = Request::builder().method(method.clone()).uri(path).header(header::HOST, HOST);
+        if method == Method::POST {
+            req = req
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ORIGIN, format!("http://{HOST}"));
+        }
+        if let Some(c) = &self.cookie {
+            req = req.header(header::COOKIE, c.as_str());
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(Body::from(body.to_string())).unwrap();
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from((self.ip, 40000))));
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
+        let set_cookie: Vec<String> =
+            res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        for c in &set_cookie {
+            let pair = c.split(';').next().unwrap().to_string();
+            if c.contains("Max-Age=0") || c.contains("max-age=0") {
+                self.cookie = None;
+            } else {
+                self.cookie = Some(pair);
+            }
+        }
+        let body = to_bytes(res.into_body(), 1 << 22).await.unwrap();
+        Res { status, location, set_cookie, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    async fn post(&mut self, path: &str, body: &str) -> Res {
+        self.send(Method::POST, path, body, &[]).await
+    }
+
+    async fn get(&mut self, path: &str) -> Res {
+        self.send(Method::GET, path, "", &[]).await
+    }
+
+    async fn login(&mut self, email: &str, password: &str) -> Res {
+        self.post("/api/login", &form(&[("email", email), ("password", password)])).await
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn add_user(state: &AppState, (email, password): (&str, &str), role: Role) -> i64 {
+    let hash = state.auth.hasher.hash(NewPassword::parse(password).unwrap()).await.unwrap();
+    auth::create_user(&state.db, &Email::parse(email).unwrap(), role, &hash).await.unwrap().id
+}
+
+async fn setup(t: &TestDb) -> (AppState, Router) {
+    let state = t.state().await;
+    add_user(&state, SUPER, Role::Superuser).await;
+    add_user(&state, MEMBER, Role::Member).await;
+    let app = router(state.clone());
+    (state, app)
+}
+
+/// Row counts of every application table, plus the content of the ones this feature owns:
+/// what a refused call must leave as it was. Sessions and sign-in failures are bookkeeping.
+async fn snapshot(state: &AppState) -> Vec<String> {
+    let db = &state.db;
+    let tables_sql = match db.backend {
+        runtime_policy::config::Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        }
+        runtime_policy::config::Backend::Postgres => {
+            "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
+        }
+    };
+    let mut out = Vec::new();
+    for row in sqlx::query(tables_sql).fetch_all(&db.pool).await.unwrap() {
+        let name: String = row.try_get("name").unwrap();
+        if matches!(name.as_str(), "tower_sessions" | "sign_in_failures" | "_sqlx_migrations") {
+            continue;
+        }
+        let n: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {name}"))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        out.push(format!("{name}: {n}"));
+    }
+    for u in auth::list_users(db).await.unwrap() {
+        out.push(format!("{u:?}"));
+    }
+    for tk in auth::list_tokens(db).await.unwrap() {
+        out.push(format!("{tk:?}"));
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Anonymous,
+    Member,
+    Superuser,
+}
+
+/// One row per server function: a request body that would change something if it were
+/// allowed, and the status each caller must get. A server function missing from here fails
+/// the test, so a new one cannot go unchecked.
+struct Case {
+    path: &'static str,
+    body: &'static str,
+    anonymous: u16,
+    member: u16,
+    superuser: u16,
+}
+
+const SERVER_FN_CASES: &[Case] = &[
+    // Wrong credentials whoever calls: nobody is signed in as someone else.
+    Case { path: "/api/login", body: "email=root%40example.com&password=wrong+password", anonymous: 401, member: 401, superuser: 401 },
+    // Ends only the caller's own session; the table check below still sees nothing changed.
+    Case { path: "/api/logout", body: "", anonymous: 200, member: 200, superuser: 200 },
+    Case { path: "/api/current_user", body: "", anonymous: 200, member: 200, superuser: 200 },
+    // Policy functions: superusers only. The superuser's call is one the store turns down
+    // (out of range, nothing to reset, no such audit row), so the table check still holds.
+    Case { path: "/api/settings_data", body: "category=worker", anonymous: 401, member: 403, superuser: 200 },
+    Case { path: "/api/save_policy", body: "key=worker.max_retries&value=99&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
+    Case { path: "/api/reset_policy", body: "key=worker.max_retries&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
+    Case { path: "/api/revert_policy", body: "key=worker.max_retries&audit_id=999&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
+    Case { path: "/api/audit_log", body: "", anonymous: 401, member: 403, superuser: 200 },
+];
+
+/// Pages with an access rule: the status each caller gets.
+const PAGE_CASES: &[(&str, u16, u16, u16)] = &[
+    ("/app/settings/superuser", 303, 403, 200),
+    ("/app/settings/superuser/worker", 303, 403, 200),
+    ("/app/settings/superuser/audit", 303, 403, 200),
+    ("/login", 200, 200, 200),
+];
+
+/// API routes outside Leptos: the status each caller (with a session, not a worker token) gets.
+const API_CASES: &[(&str, u16, u16, u16)] = &[
+    ("/healthz", 200, 200, 200),
+    ("/api/v1/audit/export.csv", 401, 403, 200),
+    ("/api/v1/audit/export.json", 401, 403, 200),
+];
+
+async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {
+    let mut c = Caller::new(app, ip);
+    let creds = match who {
+        Who::Anonymous => return c,
+        Who::Member => MEMBER,
+        Who::Superuser => SUPER,
+    };
+    let r = c.login(creds.0, creds.1).await;
+    assert_eq!(r.status, StatusCode::OK, "sign-in as {who:?}: {}", r.body);
+    c
+}
+
+on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
+    let (state, app) = setup(&t).await;
+    let before = snapshot(&state).await;
+
+    let registered = auth::server_fn_paths();
+    assert!(registered.len() >= 3, "{registered:?}");
+    for (path, method) in &registered {
+        let case = SERVER_FN_CASES.iter().find(|c| c.path == *path).unwrap_or_else(|| {
+            panic!(
+                "server function {path} has no row in SERVER_FN_CASES (tests/auth.rs): add one with a body \
+                 that would change state, and the status for anonymous, member and superuser callers"
+            )
+        });
+        // State changes only through POST; a GET must not reach any server function.
+        assert_eq!(*method, Method::POST, "{path} must be POST");
+        for (i, who) in [Who::Anonymous, Who::Member, Who::Superuser].into_iter().enumerate() {
+            let expected = [case.anonymous, case.member, case.superuser][i];
+            let mut c = caller_as(&app, who, [10, 0, 1, i as u8]).await;
+            let r = c.post(path, case.body).await;
+            assert_eq!(r.status.as_u16(), expected, "{path} as {who:?}: {}", r.body);
+            // A GET never reaches a server function: 405, or 401 first when nobody is signed in
+            // and the function is not public.
+            let r = c.get(path).await;
+            let refused_first = matches!(who, Who::Anonymous) && expected == 401 && r.status == StatusCode::UNAUTHORIZED;
+            assert!(r.status == StatusCode::METHOD_NOT_ALLOWED || refused_first, "GET {path} as {who:?}: {}", r.status);
+            assert_eq!(snapshot(&state).await, before, "{path} as {who:?} changed something");
+        }
+    }
+
+    let routes: Vec<_> = api_routes().into_iter().map(|(p, m, _)| (p, m)).collect();
+    for (path, method) in &routes {
+        let &(_, a, m, s) = API_CASES
+            .iter()
+            .find(|c| c.0 == *path)
+            .unwrap_or_else(|| panic!("API route {method} {path} has no row in API_CASES (tests/auth.rs)"));
+        for (i, who) in [Who::Anonymous, Who::Member, Who::Superuser].into_iter().enumerate() {
+            let mut c = caller_as(&app, who, [10, 0, 2, i as u8]).await;
+            let r = c.send(method.clone(), path, "", &[]).await;
+            assert_eq!(r.status.as_u16(), [a, m, s][i], "{method} {path} as {who:?}");
+            assert_eq!(snapshot(&state).await, before, "{path} as {who:?} changed something");
+        }
+    }
+
+    for &(path, a, m, s) in PAGE_CASES {
+        for (i, who) in [Who::Anonymous, Who::Member, Who::Superuser].into_iter().enumerate() {
+            let mut c = caller_as(&app, who, [10, 0, 3, i as u8]).await;
+            let r = c.get(path).await;
+            assert_eq!(r.status.as_u16(), [a, m, s][i], "GET {path} as {who:?}");
+            match who {
+                Who::Anonymous if a == 303 => {
+                    assert_eq!(r.location.as_deref(), Some(auth::login_path_for(path).as_str()));
+                }
+                Who::Member if m == 403 => assert!(r.body.contains("data-testid=\"forbidden\""), "{}", r.body),
+                Who::Superuser if path.starts_with("/app/settings/superuser") => {
+                    for label in ["Models", "Worker execution", "Optimization", "Upload", "Audit log"] {
+                        assert!(r.body.contains(label), "nav lacks {label}");
+                    }
+                    assert!(!r.body.contains("data-testid=\"forbidden\""));
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(snapshot(&state).await, before);
+    t.finish().await;
+});
+
+on_both_backends!(sign_in_rotates_the_session_and_sets_a_strict_cookie, |t| {
+    let (_state, app) = setup(&t).await;
+    let mut c = Caller::new(&app, [10, 1, 0, 1]);
+    let r = c.login(MEMBER.0, MEMBER.1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, "\"/app/settings/superuser\"");
+    let cookie = r.set_cookie.iter().find(|c| c.starts_with("rp_session=")).expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+    assert!(cookie.contains("Max-Age=1800"), "30-minute idle expiry: {cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let first = c.cookie.clone().unwrap();
+
+    // Signing in again with that cookie (as someone else) gives a new session id, and the old
+    // id is worth nothing any more.
+    let r = c.login(SUPER.0, SUPER.1).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let second = c.cookie.clone().unwrap();
+    assert_ne!(first, second, "session id not rotated");
+    let mut old = Caller::new(&app, [10, 1, 0, 2]);
+    old.cookie = Some(first);
+    assert_eq!(old.post("/api/current_user", "").await.body, "null");
+    let me = c.post("/api/current_user", "").await.body;
+    assert!(me.contains("\"root@example.com\"") && me.contains("\"superuser\""), "{me}");
+
+    // A planted session id that the server never issued does not survive sign-in either.
+    let mut planted = Caller::new(&app, [10, 1, 0, 3]);
+    planted.cookie = Some("rp_session=AAAAAAAAAAAAAAAAAAAAAA".into());
+    planted.login(MEMBER.0, MEMBER.1).await;
+    assert_ne!(planted.cookie.as_deref(), Some("rp_session=AAAAAAAAAAAAAAAAAAAAAA"));
+
+    // Sign-out flushes the session: the cookie is removed and the old value is dead.
+    let before_logout = c.cookie.clone();
+    let r = c.post("/api/logout", "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(c.cookie.is_none(), "cookie not removed: {:?}", r.set_cookie);
+    let mut replay = Caller::new(&app, [10, 1, 0, 4]);
+    replay.cookie = before_logout;
+    assert_eq!(replay.post("/api/current_user", "").await.body, "null");
+
+    // Behind TLS the cookie is Secure.
+    let secure = router(t.state_with(true).await);
+    let mut s = Caller::new(&secure, [10, 1, 0, 5]);
+    let r = s.login(MEMBER.0, MEMBER.1).await;
+    assert!(r.set_cookie.iter().any(|c| c.starts_with("rp_session=") && c.contains("Secure")), "{:?}", r.set_cookie);
+    t.finish().await;
+});
+
+on_both_backends!(wrong_password_unknown_and_disabled_users_get_the_same_answer, |t| {
+    let (state, app) = setup(&t).await;
+    let mut c = Caller::new(&app, [10, 2, 0, 1]);
+    let wrong = c.login(MEMBER.0, "not the password").await;
+    let unknown = c.login("nobody@example.com", MEMBER.1).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.body, unknown.body);
+    assert!(wrong.body.contains("Wrong email or password."), "{}", wrong.body);
+    assert!(c.cookie.is_none());
+
+    // Case does not matter in the address.
+    let mut m = Caller::new(&app, [10, 2, 0, 2]);
+    assert_eq!(m.login("Member@Example.COM", MEMBER.1).await.status, StatusCode::OK);
+    assert_eq!(m.get("/app/settings/superuser").await.status, StatusCode::FORBIDDEN);
+
+    // Disabling the member ends their live session at the next request, and they cannot sign in.
+    auth::disable_user(&state.db, &Email::parse(MEMBER.0).unwrap()).await.unwrap();
+    assert_eq!(m.post("/api/current_user", "").await.body, "null");
+    let r = m.get("/app/settings/superuser").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let mut again = Caller::new(&app, [10, 2, 0, 3]);
+    let r = again.login(MEMBER.0, MEMBER.1).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body, wrong.body);
+    t.finish().await;
+});
+
+on_both_backends!(repeated_failures_are_throttled, |t| {
+    let (_state, app) = setup(&t).await;
+    // Per account: five failures from five addresses, then even the right password waits.
+    for i in 0..5u8 {
+        let r = Caller::new(&app, [10, 3, 1, i]).login(MEMBER.0, "wrong password!").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = Caller::new(&app, [10, 3, 1, 9]).login(MEMBER.0, MEMBER.1).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("Too many failed sign-ins"), "{}", r.body);
+    // Another account is not affected.
+    let r = Caller::new(&app, [10, 3, 1, 10]).login(SUPER.0, SUPER.1).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Per client address: five failures for five accounts, then that address waits.
+    let mut c = Caller::new(&app, [10, 3, 2, 1]);
+    for i in 0..5 {
+        let r = c.login(&format!("guess{i}@example.com"), "wrong password!").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    assert_eq!(c.login(SUPER.0, SUPER.1).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(Caller::new(&app, [10, 3, 2, 2]).login(SUPER.0, SUPER.1).await.status, StatusCode::OK);
+    t.finish().await;
+});
+
+on_both_backends!(cross_site_state_changes_are_refused, |t| {
+    let (state, app) = setup(&t).await;
+    let mut su = caller_as(&app, Who::Superuser, [10, 4, 0, 1]).await;
+    let before = snapshot(&state).await;
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+    ] {
+        for path in ["/api/logout", "/api/login", "/api/current_user"] {
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header(header::HOST, HOST)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, su.cookie.clone().unwrap());
+            for (k, v) in &headers {
+                req = req.header(*k, *v);
+            }
+            let res = app.clone().oneshot(req.body(Body::from(form(&[("email", SUPER.0), ("password", SUPER.1)]))).unwrap()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path} {headers:?}");
+        }
+    }
+    // Without Origin, the browser's Sec-Fetch-Site decides.
+    let r = su.send(Method::POST, "/api/logout", "", &[("origin", "http://rp.test"), ("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut su = caller_as(&app, Who::Superuser, [10, 4, 0, 2]).await;
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/logout")
+        .header(header::HOST, HOST)
+        .header("sec-fetch-site", "cross-site")
+        .header(header::COOKIE, su.cookie.clone().unwrap())
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 4, 0, 2], 1))));
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+    // The session survived the refused sign-out.
+    assert!(su.post("/api/current_user", "").await.body.contains("root@example.com"));
+    assert_eq!(snapshot(&state).await, before);
+    t.finish().await;
+});
+
+on_both_backends!(sign_in_goes_back_only_to_paths_on_this_site, |t| {
+    let (_state, app) = setup(&t).await;
+    let r = Caller::new(&app, [10, 5, 0, 1]).get("/login?next=https://evil.example").await;
+    assert_eq!(r.status, StatusCode::OK);
+    for (next, expected) in [
+        ("https://evil.example", "/app/settings/superuser"),
+        ("//evil.example", "/app/settings/superuser"),
+        ("/\\evil.example", "/app/settings/superuser"),
+        ("/app/settings/superuser/worker", "/app/settings/superuser/worker"),
+    ] {
+        // With JavaScript: the target comes back as data.
+        let mut c = Caller::new(&app, [10, 5, 1, 1]);
+        let r = c.post("/api/login", &form(&[("email", SUPER.0), ("password", SUPER.1), ("next", next)])).await;
+        assert_eq!(r.body, format!("\"{expected}\""), "{next}");
+        // Without JavaScript: a plain form post is redirected there.
+        let mut c = Caller::new(&app, [10, 5, 1, 2]);
+        let r = c
+            .send(
+                Method::POST,
+                "/api/login",
+                &form(&[("email", SUPER.0), ("password", SUPER.1), ("next", next)]),
+                &[("accept", "text/html"), ("referer", "http://rp.test/login")],
+            )
+            .await;
+        assert!(r.status.is_redirection(), "{next}: {}", r.status);
+        assert_eq!(r.location.as_deref(), Some(expected), "{next}");
+        assert!(c.cookie.is_some());
+    }
+    // A failed plain form post goes back to the form, which shows the error.
+    let mut c = Caller::new(&app, [10, 5, 2, 1]);
+    let r = c
+        .send(
+            Method::POST,
+            "/api/login",
+            &form(&[("email", SUPER.0), ("password", "wrong password")]),
+            &[("accept", "text/html"), ("referer", "http://rp.test/login?next=/x")],
+        )
+        .await;
+    assert!(r.status.is_redirection(), "{}", r.status);
+    let back = r.location.unwrap();
+    assert!(back.starts_with("http://rp.test/login?"), "{back}");
+    let page = c.get(back.trim_start_matches("http://rp.test")).await;
+    assert!(page.body.contains("Wrong email or password."), "{}", page.body);
+    t.finish().await;
+});
+
+on_both_backends!(a_full_hashing_queue_answers_429, |t| {
+    let mut state = t.state().await;
+    add_user(&state, MEMBER, Role::Member).await;
+    // One slot, no queue: occupy the slot, and the next sign-in is refused at once.
+    state.auth.hasher = tokio::task::spawn_blocking(|| Hasher::new(1, 0)).await.unwrap();
+    let app = router(state.clone());
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let hasher = state.auth.hasher.clone();
+    let blocker = tokio::spawn(async move { hasher.run(move || rx.recv()).await });
+    while state.auth.hasher.in_flight() < 1 {
+        tokio::task::yield_now().await;
+    }
+    let r = Caller::new(&app, [10, 6, 0, 1]).login(MEMBER.0, MEMBER.1).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("busy"), "{}", r.body);
+    tx.send(()).unwrap();
+    blocker.await.unwrap().unwrap().unwrap();
+    let r = Caller::new(&app, [10, 6, 0, 2]).login(MEMBER.0, MEMBER.1).await;
+    assert_eq!(r.status, StatusCode::OK);
+    t.finish().await;
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hashing_queue_holds_two_running_plus_queue_then_refuses() {
+    let hasher = tokio::task::spawn_blocking(|| Hasher::new(1, 1)).await.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let (h, rx) = (hasher.clone(), rx.clone());
+        jobs.push(tokio::spawn(async move { h.run(move || rx.lock().unwrap().recv().is_ok()).await }));
+    }
+    while hasher.in_flight() < 2 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(hasher.run(|| true).await, Err(auth::AuthError::Busy));
+    tx.send(()).unwrap();
+    tx.send(()).unwrap();
+    for j in jobs {
+        assert_eq!(j.await.unwrap(), Ok(true));
+    }
+    assert_eq!(hasher.in_flight(), 0);
+    assert_eq!(hasher.run(|| 7).await, Ok(7));
+}
+
+on_both_backends!(worker_tokens_are_hashed_and_revocable, |t| {
+    let db = &t.db;
+    let name = auth::TokenName::parse("worker-1").unwrap();
+    let token = auth::create_token(db, &name).await.unwrap();
+    assert!(token.starts_with("rpw_") && token.len() == 68, "{token}");
+    let stored: String = sqlx::query("SELECT token_hash FROM worker_tokens").fetch_one(&db.pool).await.unwrap().get("token_hash");
+    assert!(!stored.contains(&token[4..]), "the token itself must not be stored");
+    assert!(matches!(auth::create_token(db, &name).await, Err(auth::AuthError::Invalid { field: "NAME", .. })));
+
+    let mut headers = axum::http::HeaderMap::new();
+    assert_eq!(auth::verify_worker_token(db, &headers).await, Err(auth::AuthError::Unauthenticated));
+    headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    assert_eq!(auth::verify_worker_token(db, &headers).await.unwrap().name, "worker-1");
+    headers.insert(header::AUTHORIZATION, "Bearer rpw_nope".parse().unwrap());
+    assert_eq!(auth::verify_worker_token(db, &headers).await, Err(auth::AuthError::Unauthenticated));
+
+    auth::revoke_token(db, &name).await.unwrap();
+    headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    assert_eq!(auth::verify_worker_token(db, &headers).await, Err(auth::AuthError::Unauthenticated));
+    assert!(auth::revoke_token(db, &name).await.is_err());
+    let list = auth::list_tokens(db).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].revoked_at.is_some());
+    t.finish().await;
+});
