@@ -38,7 +38,7 @@ test.describe('without JavaScript', () => {
 
   test('categories still work as plain links', async ({ page }) => {
     await page.goto('/app/settings/superuser');
-    await page.getByRole('link', { name: 'Upload' }).click();
+    await page.getByRole('link', { name: 'Upload', exact: true }).click();
     await expect(page).toHaveURL(/\/app\/settings\/superuser\/upload$/);
     await expect(page.getByTestId('panel-title')).toHaveText('Upload');
   });

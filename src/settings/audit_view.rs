@@ -91,7 +91,7 @@ pub fn HistoryList(
     let key = spec.key;
     let count = rows.len();
     view! {
-        <details class="history" open=count > 0 data-testid=format!("history-{key}")>
+        <details class="history" open={count > 0} data-testid=format!("history-{key}")>
             <summary>{format!("History ({count})")}</summary>
             {if rows.is_empty() {
                 view! { <p class="muted">"No changes yet."</p> }.into_any()

@@ -200,7 +200,7 @@ pub fn KeyEditor(
                         </p>
                     }
                 })}
-            <ActionForm action=save attr:class="key__form">
+            <ActionForm action=save attr:class="key__form" attr:novalidate=true>
                 <input type="hidden" name="key" value=key />
                 <input type="hidden" name="expected_version" value=version />
                 <input type="hidden" name="return_to" value=return_to_save />
