@@ -45,6 +45,8 @@ export default defineConfig({
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_SITE_ROOT: 'target/site',
       RUST_LOG: 'warn',
+      // One key set through the env layer, so the page can show `source=env`.
+      POLICY__UPLOAD__MAX_FILES_PER_BATCH: '42',
     },
   },
 });

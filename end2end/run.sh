@@ -25,4 +25,7 @@ printf '%s\n' "$E2E_SUPERUSER_PASSWORD" |
 printf '%s\n' "$E2E_MEMBER_PASSWORD" |
   DATABASE_URL="$E2E_DATABASE_URL" RUST_LOG=warn "$bin" user create "$E2E_MEMBER_EMAIL" --role member
 
+# The specs change keys through the CLI too (a concurrent editor), with the same binary.
+export E2E_BIN="$(cd .. && pwd)/${server_cmd%% *}"
+
 npx playwright test "$@"

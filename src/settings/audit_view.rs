@@ -10,7 +10,7 @@ use super::editor::show_time;
 use super::encode_query;
 use crate::policy::api::{audit_log, RevertPolicy};
 use crate::policy::audit::AuditRow;
-use crate::policy::registry::{KeySpec, REGISTRY};
+use crate::policy::registry::{spec, KeySpec, REGISTRY};
 use crate::policy::value::{canonical_json, truncate, Provider};
 
 fn show_value(v: Option<&Json>) -> String {
@@ -26,8 +26,10 @@ fn providers(v: Option<&Json>) -> Option<Vec<Provider>> {
 }
 
 /// A change in words: `a → b` for scalars; what was added and removed for lists and for the
-/// provider registry.
-pub fn describe_change(from: Option<&Json>, to: Option<&Json>) -> Vec<String> {
+/// provider registry, where a missing admin value stands for `inherited` (the default).
+pub fn describe_change(from: Option<&Json>, to: Option<&Json>, inherited: &Json) -> Vec<String> {
+    let structured = inherited.is_array();
+    let (from, to) = if structured { (from.or(Some(inherited)), to.or(Some(inherited))) } else { (from, to) };
     if let (Some(a), Some(b)) = (providers(from), providers(to)) {
         let mut out = Vec::new();
         for p in &b {
@@ -90,6 +92,7 @@ pub fn HistoryList(
 ) -> impl IntoView {
     let key = spec.key;
     let count = rows.len();
+    let inherited = spec.default_value().to_json();
     view! {
         <details class="history" open={count > 0} data-testid=format!("history-{key}")>
             <summary>{format!("History ({count})")}</summary>
@@ -101,7 +104,7 @@ pub fn HistoryList(
                         {rows
                             .into_iter()
                             .map(|row| {
-                                let change = describe_change(row.from_value.as_ref(), row.to_value.as_ref());
+                                let change = describe_change(row.from_value.as_ref(), row.to_value.as_ref(), &inherited);
                                 let target = show_value(row.to_value.as_ref());
                                 let return_to = return_to.clone();
                                 view! {
@@ -291,7 +294,8 @@ pub fn AuditLog() -> impl IntoView {
                                     {p.rows
                                         .into_iter()
                                         .map(|r| {
-                                            let change = describe_change(r.from_value.as_ref(), r.to_value.as_ref()).join("; ");
+                                            let inherited = spec(&r.key).map(|s| s.default_value().to_json()).unwrap_or(Json::Null);
+                                            let change = describe_change(r.from_value.as_ref(), r.to_value.as_ref(), &inherited).join("; ");
                                             view! {
                                                 <tr data-testid="audit-row">
                                                     <td><time datetime=r.at.clone()>{show_time(&r.at)}</time></td>
@@ -327,18 +331,21 @@ mod tests {
 
     #[test]
     fn changes_read_as_added_and_removed() {
-        assert_eq!(describe_change(Some(&json!(3)), Some(&json!(7))), vec!["3 → 7"]);
-        assert_eq!(describe_change(Some(&json!(7)), None), vec!["7 → (inherited)"]);
+        let n = json!(3);
+        assert_eq!(describe_change(Some(&json!(3)), Some(&json!(7)), &n), vec!["3 → 7"]);
+        assert_eq!(describe_change(Some(&json!(7)), None, &n), vec!["7 → (inherited)"]);
+        let inherited = json!(["pdf", "txt"]);
         assert_eq!(
-            describe_change(Some(&json!(["pdf", "txt"])), Some(&json!(["pdf", "md"]))),
+            describe_change(Some(&json!(["pdf", "txt"])), Some(&json!(["pdf", "md"])), &inherited),
             vec!["added md", "removed txt"]
         );
+        assert_eq!(describe_change(None, Some(&json!(["pdf"])), &inherited), vec!["removed txt"]);
         let a = json!([{"id": "a", "label": "A", "enabled": true, "models": ["m1"]}]);
         let b = json!([
             {"id": "a", "label": "A", "enabled": false, "models": ["m1", "m2"]},
             {"id": "b", "label": "B", "enabled": true, "models": ["x"]}
         ]);
-        assert_eq!(describe_change(Some(&a), Some(&b)), vec!["disabled a", "a: added m2", "added provider b (x)"]);
-        assert_eq!(describe_change(Some(&b), Some(&a)), vec!["enabled a", "a: removed m2", "removed provider b"]);
+        assert_eq!(describe_change(Some(&a), Some(&b), &a), vec!["disabled a", "a: added m2", "added provider b (x)"]);
+        assert_eq!(describe_change(Some(&b), None, &a), vec!["enabled a", "a: removed m2", "removed provider b"]);
     }
 }

@@ -1,0 +1,279 @@
+import { execFileSync } from 'node:child_process';
+import { test, expect, waitForHydration, accounts, signIn, LoginPage } from './fixtures';
+import { Page, Locator } from '@playwright/test';
+
+/** One key's section on the settings page. */
+class KeyPanel {
+  readonly root: Locator;
+  constructor(private page: Page, readonly key: string) {
+    this.root = page.getByTestId(`key-${key}`);
+  }
+  provenance() { return this.page.getByTestId(`provenance-${this.key}`); }
+  input() { return this.page.getByTestId(`input-${this.key}`); }
+  reason() { return this.page.getByTestId(`reason-${this.key}`); }
+  outcome() { return this.page.getByTestId(`outcome-${this.key}`); }
+  history() { return this.page.getByTestId(`history-${this.key}`); }
+  async save(reason?: string) {
+    if (reason) await this.reason().fill(reason);
+    await this.page.getByTestId(`save-${this.key}`).click();
+  }
+  async reset() { await this.page.getByTestId(`reset-${this.key}`).click(); }
+}
+
+/** Sets a key through the CLI, as a second editor would. */
+function cliSet(key: string, value: string) {
+  execFileSync(process.env.E2E_BIN!, ['policy', 'set', key, value, '--reason', 'from the shell'], {
+    env: { ...process.env, DATABASE_URL: process.env.E2E_DATABASE_URL!, USER: 'ops' },
+  });
+}
+
+function cliUnset(key: string) {
+  execFileSync(process.env.E2E_BIN!, ['policy', 'unset', key], {
+    env: { ...process.env, DATABASE_URL: process.env.E2E_DATABASE_URL!, USER: 'ops' },
+  });
+}
+
+async function open(page: Page, category: string) {
+  await page.goto(`/app/settings/superuser/${category}`);
+  await waitForHydration(page);
+}
+
+/** Save with a reason, see `source=admin` and the history row, reload, reset. */
+async function roundTrip(page: Page, category: string, key: string, change: (k: KeyPanel) => Promise<void>, expected: string) {
+  await open(page, category);
+  const k = new KeyPanel(page, key);
+  await expect(k.provenance()).toContainText('(source=default)');
+  await change(k);
+  await expect(page.getByTestId(`unsaved-${key}`)).toBeVisible();
+  // No full page load: a marker set now survives the save.
+  await page.evaluate(() => ((window as any).__samePage = true));
+  await k.save(`e2e ${key}`);
+  await expect(k.provenance()).toHaveText(`effective=${expected} (source=admin)`);
+  await expect(k.history().getByText(`Reason: e2e ${key}`)).toBeVisible();
+  await expect(page.getByTestId(`unsaved-${key}`)).toHaveCount(0);
+  expect(await page.evaluate(() => (window as any).__samePage)).toBe(true);
+  await expect(page.getByTestId(`marker-${key}`)).toHaveCount(1);
+
+  await page.reload();
+  await waitForHydration(page);
+  await expect(k.provenance()).toHaveText(`effective=${expected} (source=admin)`);
+
+  await k.reset();
+  await expect(k.provenance()).toContainText('(source=default)');
+  await expect(page.getByTestId(`marker-${key}`)).toHaveCount(0);
+}
+
+test.beforeEach(async ({ page, javaScriptEnabled }) => {
+  if (javaScriptEnabled) await signIn(page, accounts.superuser);
+});
+
+test('toggle', async ({ page }) => {
+  await roundTrip(page, 'optimization', 'worker.prompt_caching.enabled', async (k) => {
+    // The dependent mode is disabled, with a note, while caching is off.
+    await expect(page.getByTestId('input-worker.prompt_caching.mode')).toBeDisabled();
+    await expect(page.getByTestId('dependency-note-worker.prompt_caching.mode')).toBeVisible();
+    await page.getByRole('switch', { name: 'Prompt caching', exact: true }).check();
+  }, 'true');
+});
+
+test('slider with an exact input kept in sync', async ({ page }) => {
+  await roundTrip(page, 'worker', 'worker.claim_batch_size', async (k) => {
+    await page.getByLabel('Claim batch size (slider)').fill('37');
+    await expect(k.input()).toHaveValue('37');
+    await k.input().fill('25');
+    await expect(page.getByLabel('Claim batch size (slider)')).toHaveValue('25');
+  }, '25');
+});
+
+test('decimal slider', async ({ page }) => {
+  await roundTrip(page, 'models', 'models.platform_default_temperature', async (k) => {
+    await k.input().fill('0.75');
+  }, '0.75');
+});
+
+test('dropdown', async ({ page }) => {
+  await roundTrip(page, 'worker', 'worker.claim_ordering', async () => {
+    await page.getByLabel('Claim ordering', { exact: true }).selectOption('block_index_desc');
+  }, '"block_index_desc"');
+});
+
+test('numeric input with bounds', async ({ page }) => {
+  await roundTrip(page, 'worker', 'worker.max_retries', async () => {
+    await page.getByLabel('Max retries per block', { exact: true }).fill('5');
+  }, '5');
+});
+
+test('textarea with a character count', async ({ page }) => {
+  await roundTrip(page, 'worker', 'worker.default_system_prompt', async (k) => {
+    await k.input().fill('Be brief.');
+    await expect(page.getByTestId('count-worker.default_system_prompt')).toHaveText('9 / 20000 characters');
+  }, '"Be brief."');
+});
+
+test('tag list', async ({ page }) => {
+  await roundTrip(page, 'upload', 'upload.allowed_extensions', async () => {
+    await page.getByRole('button', { name: 'Remove docx' }).click();
+    await page.getByLabel('Add to Allowed file extensions').fill('json');
+    await page.getByLabel('Add to Allowed file extensions').press('Enter');
+    await expect(page.getByTestId('tags-upload.allowed_extensions')).toContainText('json');
+  }, '["pdf","txt","md","html","csv","json"]');
+});
+
+test('table editor for providers', async ({ page }) => {
+  await open(page, 'models');
+  const k = new KeyPanel(page, 'models.provider_registry');
+  await page.getByLabel('Models of provider openai').fill('gpt-4.1, gpt-4.1-mini, o3');
+  await page.getByLabel('Models of provider openai').blur();
+  await page.getByTestId('provider-add').click();
+  await page.getByLabel('Id of provider 4').fill('mistral');
+  await page.getByLabel('Id of provider 4').blur();
+  await page.getByLabel('Models of provider mistral').fill('mistral-large');
+  await page.getByLabel('Models of provider mistral').blur();
+  await page.getByLabel('Provider mistral enabled').check();
+  await k.save('add o3 and mistral');
+  await expect(k.provenance()).toContainText('(source=admin)');
+  await expect(k.history()).toContainText('openai: added o3');
+  await expect(k.history()).toContainText('added provider mistral (mistral-large)');
+  // The default-model dropdown offers the new models.
+  await expect(page.getByLabel('Default model', { exact: true })).toContainText('mistral/mistral-large');
+
+  // Disabling the provider of the default model is refused, naming both keys.
+  await page.getByLabel('Provider anthropic enabled').uncheck();
+  await k.save();
+  await expect(k.outcome()).toContainText('models.provider_registry');
+  await expect(k.outcome()).toContainText('models.platform_default_model');
+
+  await page.reload();
+  await waitForHydration(page);
+  await expect(page.getByLabel('Provider mistral enabled')).toBeChecked();
+  await k.reset();
+  await expect(k.provenance()).toContainText('(source=default)');
+});
+
+test('a validation error shows next to the field in the server words', async ({ page }) => {
+  await open(page, 'worker');
+  const k = new KeyPanel(page, 'worker.claim_batch_size');
+  await k.input().fill('500');
+  await k.save();
+  await expect(k.outcome()).toHaveText('worker.claim_batch_size must be an integer from 1 to 100, got 500');
+  await expect(k.provenance()).toContainText('(source=default)');
+  // The input is kept for correction.
+  await expect(k.input()).toHaveValue('500');
+});
+
+test('saving the value in force says unchanged', async ({ page }) => {
+  await open(page, 'worker');
+  const k = new KeyPanel(page, 'worker.claim_batch_size');
+  const before = await k.history().locator('summary').first().textContent();
+  await k.save();
+  await expect(k.outcome()).toContainText('Unchanged');
+  await expect(k.history().locator('summary').first()).toHaveText(before!);
+});
+
+test('a conflict shows who, when and their value, and keeps the input', async ({ page }) => {
+  await open(page, 'worker');
+  const k = new KeyPanel(page, 'worker.max_retries');
+  await k.input().fill('7');
+  cliSet('worker.max_retries', '6');
+  await k.save();
+  await expect(k.outcome()).toContainText('cli:ops changed it at');
+  await expect(page.getByTestId('conflict-value-worker.max_retries')).toHaveText('6');
+  await expect(k.input()).toHaveValue('7');
+  await page.getByTestId('reload-worker.max_retries').click();
+  await expect(k.provenance()).toHaveText('effective=6 (source=admin)');
+  await expect(k.input()).toHaveValue('7');
+  await k.save('override');
+  await expect(k.provenance()).toHaveText('effective=7 (source=admin)');
+  cliUnset('worker.max_retries');
+});
+
+test('revert to an earlier value after a confirmation', async ({ page }) => {
+  await open(page, 'upload');
+  const k = new KeyPanel(page, 'upload.max_files_per_batch');
+  await k.input().fill('30');
+  await k.save('first');
+  await expect(k.provenance()).toHaveText('effective=30 (source=admin)');
+  await k.input().fill('60');
+  await k.save('second');
+  await expect(k.provenance()).toHaveText('effective=60 (source=admin)');
+  const first = k.history().locator('li.history__row').filter({ hasText: 'Reason: first' });
+  await first.getByText('Revert to this value…').click();
+  await first.getByRole('button', { name: 'Confirm revert' }).click();
+  await expect(k.provenance()).toHaveText('effective=30 (source=admin)');
+  await expect(k.history()).toContainText('revert');
+  await expect(page.getByTestId('chart-upload.max_files_per_batch')).toBeVisible();
+  await k.reset();
+});
+
+test('a key set in the environment shows source=env', async ({ page }) => {
+  await open(page, 'upload');
+  const k = new KeyPanel(page, 'upload.max_files_per_batch');
+  await expect(k.provenance()).toHaveText('effective=42 (source=env)');
+  await expect(page.getByTestId('layer-env-upload.max_files_per_batch')).toHaveText('42');
+  await expect(page.getByTestId('layer-default-upload.max_files_per_batch')).toHaveText('20');
+});
+
+test('deep links open the category at the key', async ({ page }) => {
+  await page.goto('/app/settings/superuser/worker?key=worker.max_retries');
+  await waitForHydration(page);
+  await expect(page.getByTestId('key-worker.max_retries')).toHaveClass(/key--focused/);
+});
+
+test('the audit log filters and exports CSV', async ({ page }) => {
+  await open(page, 'worker');
+  const k = new KeyPanel(page, 'worker.claim_batch_size');
+  await k.input().fill('11');
+  await k.save('for the audit log');
+  await expect(k.provenance()).toHaveText('effective=11 (source=admin)');
+  await k.reset();
+  await expect(k.provenance()).toContainText('(source=default)');
+
+  await page.getByRole('link', { name: 'Audit log', exact: true }).click();
+  await expect(page.getByTestId('audit-table')).toBeVisible();
+  await page.getByTestId('filter-key').selectOption('worker.claim_batch_size');
+  await page.getByTestId('filter-actor').fill(accounts.superuser.email);
+  await page.getByTestId('filter-apply').click();
+  await expect(page).toHaveURL(/key=worker.claim_batch_size/);
+  const rows = page.getByTestId('audit-row');
+  await expect(rows.first()).toContainText('worker.claim_batch_size');
+  for (const text of await rows.allTextContents()) expect(text).toContain('worker.claim_batch_size');
+  await expect(rows.filter({ hasText: 'for the audit log' })).toHaveCount(1);
+
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
+  expect(download.suggestedFilename()).toMatch(/^runtime-policy-audit-\d{8}T\d{6}Z\.csv$/);
+  const csv = require('node:fs').readFileSync(await download.path(), 'utf8') as string;
+  const lines = csv.trim().split(/\r\n/);
+  expect(lines[0]).toBe('id,at,key,action,actor_id,actor_email,from,to,reason,policy_revision,key_version,reverted_audit_id');
+  expect(lines.length).toBe((await rows.count()) + 1);
+  expect(lines.slice(1).every((l) => l.includes(',worker.claim_batch_size,'))).toBe(true);
+
+  const json = await page.request.get(`/api/v1/audit/export.json?key=worker.claim_batch_size`);
+  expect(json.headers()['content-type']).toBe('application/json');
+  expect((await json.json()).length).toBe(lines.length - 1);
+});
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('saving and resetting still work as plain forms', async ({ page }) => {
+    const login = new LoginPage(page);
+    await login.open('/app/settings/superuser/worker');
+    await login.signIn(accounts.superuser, { js: false });
+    await expect(page).toHaveURL(/\/app\/settings\/superuser\/worker$/);
+    const k = new KeyPanel(page, 'worker.claim_batch_size');
+    await k.input().fill('64');
+    await k.save('no script');
+    await expect(page).toHaveURL(/\/app\/settings\/superuser\/worker\?key=worker.claim_batch_size&notice=saved/);
+    await expect(k.provenance()).toHaveText('effective=64 (source=admin)');
+    await expect(k.history()).toContainText('Reason: no script');
+    await expect(k.outcome()).toContainText('Saved');
+
+    await k.input().fill('0');
+    await k.save();
+    await expect(k.outcome()).toContainText('worker.claim_batch_size must be an integer from 1 to 100, got 0');
+    await expect(k.provenance()).toHaveText('effective=64 (source=admin)');
+
+    await k.reset();
+    await expect(k.provenance()).toContainText('(source=default)');
+  });
+});
