@@ -234,10 +234,7 @@ impl PolicyStore {
         expected_version: i64,
         reason: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        let s = spec(key).ok_or_else(|| unknown_key(key))?;
-        let parsed = s.parse_json(value)?;
-        let reason = check_reason(reason)?;
-        self.write(actor, s, Some(parsed), expected_version, reason, Action::Update, None).await
+        self.update_with(actor, key, |s| s.parse_json(value), expected_version, reason).await
     }
 
     /// Sets the admin value of `key` from text typed by a person (page form, CLI).
@@ -249,8 +246,19 @@ impl PolicyStore {
         expected_version: i64,
         reason: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
+        self.update_with(actor, key, |s| s.parse_text(raw), expected_version, reason).await
+    }
+
+    async fn update_with(
+        &self,
+        actor: &Actor,
+        key: &str,
+        parse: impl FnOnce(&KeySpec) -> Result<PolicyValue, ValidationError>,
+        expected_version: i64,
+        reason: Option<&str>,
+    ) -> Result<WriteOutcome, StoreError> {
         let s = spec(key).ok_or_else(|| unknown_key(key))?;
-        let parsed = s.parse_text(raw)?;
+        let parsed = parse(s)?;
         let reason = check_reason(reason)?;
         self.write(actor, s, Some(parsed), expected_version, reason, Action::Update, None).await
     }
@@ -494,9 +502,4 @@ fn check_default_model(layers: &Layers, changed: &str) -> Result<(), StoreError>
         format!("\"{model}\" is not a model of an enabled provider in models.provider_registry")
     };
     Err(StoreError::Invalid(ValidationError::new(changed, message)))
-}
-
-/// The layer a resolved key came from, for callers that only need that.
-pub fn source_of(resolved: &[Resolved], key: &str) -> Option<Layer> {
-    resolved.iter().find(|r| r.key == key).map(|r| r.source)
 }
