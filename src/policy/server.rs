@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sqlx::{Any, Row, Transaction};
 
-use super::registry::{model_in_registry, spec, unknown_key, KeySpec, Layer};
+use super::registry::{model_in_registry, spec, unknown_key, KeySpec};
 use super::resolve::{resolve_all, AdminEntry, Layers, Resolved};
 use super::value::{canonical_json, PolicyValue, ValidationError};
 pub use super::audit::{AuditFilter, AuditRow, Conflict};
