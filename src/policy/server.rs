@@ -480,7 +480,7 @@ fn check_default_model(layers: &Layers, changed: &str) -> Result<(), StoreError>
         .and_then(|v| v.as_providers().map(|p| p.to_vec()))
         .unwrap_or_default();
     // The model the precedence chain would pick before the cross-key check.
-    let model_spec = spec("models.platform_default_model").expect("registered");
+    let Some(model_spec) = spec("models.platform_default_model") else { return Ok(()) };
     let chosen = [
         layers.admin.get(model_spec.key).and_then(|a| a.value.clone()).and_then(|j| model_spec.parse_json(&j).ok()),
         layers.env.get(model_spec.key).and_then(|raw| model_spec.parse_text(raw).ok()),

@@ -638,7 +638,7 @@ fn ProviderTable(
                                                     disabled=disabled
                                                     on:change=move |ev| {
                                                         let v = event_target_value(&ev);
-                                                        edit(Box::new(move |ps| ps[i].id = v))
+                                                        edit(Box::new(move |ps| if let Some(p) = ps.get_mut(i) { p.id = v }))
                                                     }
                                                 />
                                             </td>
@@ -650,7 +650,7 @@ fn ProviderTable(
                                                     disabled=disabled
                                                     on:change=move |ev| {
                                                         let v = event_target_value(&ev);
-                                                        edit(Box::new(move |ps| ps[i].label = v))
+                                                        edit(Box::new(move |ps| if let Some(p) = ps.get_mut(i) { p.label = v }))
                                                     }
                                                 />
                                             </td>
@@ -662,7 +662,7 @@ fn ProviderTable(
                                                     disabled=disabled
                                                     on:change=move |ev| {
                                                         let v = event_target_checked(&ev);
-                                                        edit(Box::new(move |ps| ps[i].enabled = v))
+                                                        edit(Box::new(move |ps| if let Some(p) = ps.get_mut(i) { p.enabled = v }))
                                                     }
                                                 />
                                             </td>
@@ -674,7 +674,7 @@ fn ProviderTable(
                                                     disabled=disabled
                                                     on:change=move |ev| {
                                                         let v = split_tags(&event_target_value(&ev));
-                                                        edit(Box::new(move |ps| ps[i].models = v))
+                                                        edit(Box::new(move |ps| if let Some(p) = ps.get_mut(i) { p.models = v }))
                                                     }
                                                 />
                                             </td>
@@ -685,7 +685,9 @@ fn ProviderTable(
                                                     aria-label=format!("Remove provider {pid}")
                                                     disabled=disabled
                                                     on:click=move |_| edit(Box::new(move |ps| {
-                                                        ps.remove(i);
+                                                        if i < ps.len() {
+                                                            ps.remove(i);
+                                                        }
                                                     }))
                                                 >
                                                     "Remove"
