@@ -6,6 +6,7 @@ use leptos_router::{
 };
 
 use crate::auth::{provide_auth, LoginPage, SuperuserArea, UserMenu};
+use crate::runs::{RunPage, RunsArea, RunsPage};
 use crate::settings::SettingsPage;
 
 /// Where `/` sends a visitor.
@@ -50,6 +51,10 @@ pub fn App() -> impl IntoView {
                     <ParentRoute path=path!("/app/settings/superuser") view=SuperuserArea>
                         <Route path=path!("") view=SettingsPage />
                         <Route path=path!(":category") view=SettingsPage />
+                    </ParentRoute>
+                    <ParentRoute path=path!("/app/runs") view=RunsArea>
+                        <Route path=path!("") view=RunsPage />
+                        <Route path=path!(":id") view=RunPage />
                     </ParentRoute>
                 </Routes>
             </main>

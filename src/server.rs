@@ -63,7 +63,9 @@ pub fn router(state: AppState) -> Router {
 /// The HTTP routes outside Leptos (health, and the worker API as it comes): path, method, and
 /// handler. The router mounts exactly these, and the access-control test calls each of them.
 pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
-    vec![("/healthz", Method::GET, get(healthz))]
+    let mut routes = vec![("/healthz", Method::GET, get(healthz))];
+    routes.extend(crate::runs::http::routes());
+    routes
 }
 
 /// 200 once the database answers a query, 503 while it does not.
