@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 use crate::auth::{provide_auth, LoginPage, SuperuserArea, UserMenu};
@@ -52,9 +52,11 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("") view=SettingsPage />
                         <Route path=path!(":category") view=SettingsPage />
                     </ParentRoute>
-                    <ParentRoute path=path!("/app/runs") view=RunsArea>
-                        <Route path=path!("") view=RunsPage />
-                        <Route path=path!(":id") view=RunPage />
+                    // Rendered whole before sending, so the run pages and their form also work
+                    // without JavaScript.
+                    <ParentRoute path=path!("/app/runs") view=RunsArea ssr=SsrMode::Async>
+                        <Route path=path!("") view=RunsPage ssr=SsrMode::Async />
+                        <Route path=path!(":id") view=RunPage ssr=SsrMode::Async />
                     </ParentRoute>
                 </Routes>
             </main>

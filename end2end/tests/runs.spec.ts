@@ -94,3 +94,20 @@ test('an anonymous visitor is sent to sign in', async ({ page }) => {
   await page.goto('/app/runs');
   await expect(page).toHaveURL(/\/login\?next=/);
 });
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('the form still creates a run and opens it', async ({ page }) => {
+    await page.goto('/login?next=%2Fapp%2Fruns');
+    await page.getByTestId('login-email').fill(member.email);
+    await page.getByTestId('login-password').fill(member.password);
+    await page.getByTestId('login-submit').click();
+    await expect(page).toHaveURL(/\/app\/runs$/);
+    await page.getByTestId('run-text').fill('one\n\ntwo');
+    await page.getByTestId('run-create').click();
+    await expect(page).toHaveURL(/\/app\/runs\/\d+$/);
+    await expect(page.getByTestId('run-counts')).toHaveText('0 done, 0 failed, 0 claimed, 2 pending');
+    await expect(page.getByTestId('snapshot-value-worker.claim_ordering')).toHaveText('effective="block_index_asc" (source=run_snapshot)');
+  });
+});
