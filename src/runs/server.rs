@@ -387,8 +387,8 @@ pub async fn claim(db: &Db, run_id: i64, worker: &WorkerName, lease: Duration, n
     let order = if run.snapshot.claim_descending() { "DESC" } else { "ASC" };
     let lock = if db.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
     let now_text = format_ts(now);
-    let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(300));
-    let expires = format_ts(now + lease);
+    let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(MAX_LEASE_SECS));
+    let expires = format_ts(now.checked_add_signed(lease).unwrap_or(now));
 
     // A worker died holding the last allowed attempt: the block is finished, as failed.
     let expired: Vec<AnyRow> = sqlx::query(

@@ -57,11 +57,21 @@ pub struct WorkerReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerError(pub String);
+pub struct WorkerError {
+    pub message: String,
+    /// The status the server answered with, when it answered.
+    pub status: Option<StatusCode>,
+}
+
+impl WorkerError {
+    pub fn new(message: impl Into<String>) -> WorkerError {
+        WorkerError { message: message.into(), status: None }
+    }
+}
 
 impl std::fmt::Display for WorkerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -86,7 +96,7 @@ pub struct ApiResponse {
 impl ApiResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| WorkerError(format!("the server answered {} with a body that does not parse: {e}", self.status)))
+            .map_err(|e| WorkerError::new(format!("the server answered {} with a body that does not parse: {e}", self.status)))
     }
 
     fn error_text(&self) -> String {
@@ -100,7 +110,10 @@ impl ApiResponse {
         if self.status == want {
             Ok(self)
         } else {
-            Err(WorkerError(format!("{what}: the server answered {}: {}", self.status, self.error_text())))
+            Err(WorkerError {
+                message: format!("{what}: the server answered {}: {}", self.status, self.error_text()),
+                status: Some(self.status),
+            })
         }
     }
 }
@@ -108,7 +121,7 @@ impl ApiResponse {
 impl ApiClient {
     pub fn new(server: &str, token: &str) -> Result<ApiClient, WorkerError> {
         let rest = server.trim().strip_prefix("http://").ok_or_else(|| {
-            WorkerError(format!(
+            WorkerError::new(format!(
                 "--server: must start with http:// (the reference worker speaks plain HTTP), got \"{server}\""
             ))
         })?;
@@ -117,10 +130,10 @@ impl ApiClient {
             None => (rest, ""),
         };
         if authority.is_empty() || authority.contains('@') {
-            return Err(WorkerError(format!("--server: expected http://HOST:PORT, got \"{server}\"")));
+            return Err(WorkerError::new(format!("--server: expected http://HOST:PORT, got \"{server}\"")));
         }
         if token.is_empty() || token.contains(['\r', '\n']) {
-            return Err(WorkerError("--token: must be a worker token (runtime-policy token create NAME)".into()));
+            return Err(WorkerError::new("--token: must be a worker token (runtime-policy token create NAME)"));
         }
         Ok(ApiClient { authority: authority.to_string(), prefix: prefix.to_string(), token: token.to_string() })
     }
@@ -135,12 +148,12 @@ impl ApiClient {
 
     /// One request on its own connection.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse, WorkerError> {
-        let io_err = |e: std::io::Error| WorkerError(format!("cannot reach {}: {e}", self.authority));
+        let io_err = |e: std::io::Error| WorkerError::new(format!("cannot reach {}: {e}", self.authority));
         let stream = tokio::net::TcpStream::connect(self.address()).await.map_err(io_err)?;
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| WorkerError(format!("HTTP handshake with {} failed: {e}", self.authority)))?;
+            .map_err(|e| WorkerError::new(format!("HTTP handshake with {} failed: {e}", self.authority)))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -157,18 +170,18 @@ impl ApiClient {
         if body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
-        let req = req.body(Full::new(bytes)).map_err(|e| WorkerError(format!("bad request: {e}")))?;
+        let req = req.body(Full::new(bytes)).map_err(|e| WorkerError::new(format!("bad request: {e}")))?;
         let res = sender
             .send_request(req)
             .await
-            .map_err(|e| WorkerError(format!("request to {} failed: {e}", self.authority)))?;
+            .map_err(|e| WorkerError::new(format!("request to {} failed: {e}", self.authority)))?;
         let status = res.status();
         let etag = res.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = res
             .into_body()
             .collect()
             .await
-            .map_err(|e| WorkerError(format!("reading the answer from {} failed: {e}", self.authority)))?
+            .map_err(|e| WorkerError::new(format!("reading the answer from {} failed: {e}", self.authority)))?
             .to_bytes();
         Ok(ApiResponse { status, etag, body })
     }
@@ -183,7 +196,7 @@ impl ApiClient {
             "policy_revision": body.get("policy_revision").cloned().unwrap_or(Value::Null),
             "keys": body.get("keys").cloned().unwrap_or(Value::Null),
         }))
-        .map_err(|e| WorkerError(format!("the run's policy does not parse: {e}")))?;
+        .map_err(|e| WorkerError::new(format!("the run's policy does not parse: {e}")))?;
         Ok((snapshot, etag))
     }
 
@@ -236,7 +249,7 @@ pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, WorkerError> {
         let claim = client.claim(config.run_id, &config.name, config.lease_seconds).await?;
         if !sha.is_empty() && claim.snapshot_sha256 != sha {
             // Cannot happen while the database refuses snapshot updates; stop rather than mix.
-            return Err(WorkerError(format!(
+            return Err(WorkerError::new(format!(
                 "run {}: the snapshot changed under the worker ({sha} → {})",
                 config.run_id, claim.snapshot_sha256
             )));
@@ -251,8 +264,14 @@ pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, WorkerError> {
         report.batches.push(claim.blocks.len());
         for block in &claim.blocks {
             let result = process_block(&snapshot, &block.text);
-            client.complete(config.run_id, &block.block_uid, &config.name, block.attempt, &result).await?;
-            report.completed.push((block.block_uid.clone(), block.block_index));
+            match client.complete(config.run_id, &block.block_uid, &config.name, block.attempt, &result).await {
+                Ok(_) => report.completed.push((block.block_uid.clone(), block.block_index)),
+                // The lease ran out and another worker holds the block now: it is theirs.
+                Err(e) if e.status == Some(StatusCode::CONFLICT) => {
+                    tracing::warn!(run = config.run_id, block = %block.block_uid, "lost the claim: {e}");
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
