@@ -485,3 +485,74 @@ fn run_create_reads_the_blocks_file_and_bad_input_exits_2() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+on_both_backends!(concurrent_claims_never_share_a_block, |t| {
+    let s = store(&t);
+    s.update(&admin(), "worker.claim_batch_size", &json!(3), 0, None).await.unwrap();
+    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(60)).unwrap()).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let db = t.db.clone();
+            tokio::spawn(async move {
+                let w = WorkerName::parse(&format!("w{i}")).unwrap();
+                let mut mine = Vec::new();
+                loop {
+                    let c = runs::claim(&db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+                    if c.blocks.is_empty() {
+                        return mine;
+                    }
+                    assert!(c.blocks.len() <= 3);
+                    for b in c.blocks {
+                        runs::complete(&db, run.id, &b.block_uid, &w, b.attempt, "ok").await.unwrap();
+                        mine.push(b.block_uid);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (60, 60));
+    assert_eq!(run_status(&t, run.id).await, ("done".to_string(), 60, 0));
+    t.finish().await;
+});
+
+/// Runs the binary off the async threads, so the in-process server keeps answering it.
+async fn command(args: Vec<String>, token: Option<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_runtime-policy"));
+        c.args(&args).env_remove("RUNTIME_POLICY_TOKEN");
+        if let Some(t) = token {
+            c.env("RUNTIME_POLICY_TOKEN", t);
+        }
+        c.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_command_finishes_a_run_over_http() {
+    let t = common::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
+    let base = serve(&t).await;
+    let tok = token(&t, "cli-worker").await;
+    let run = runs::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap()).await.unwrap();
+    let out = command(vec!["worker".into(), "--run".into(), run.id.to_string(), "--server".into(), base.clone(), "--name".into(), "cli-1".into()], Some(tok)).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("run {}: 12 blocks in 2 batches by cli-1", run.id)), "{text}");
+    assert!(blocks(&t, run.id).await.iter().all(|b| b.2 == "done" && b.4.as_deref() == Some("cli-1")));
+
+    // A bad token: one line, exit 1, nothing claimed.
+    let other = runs::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let out = command(vec!["worker".into(), "--run".into(), other.id.to_string(), "--server".into(), base.clone(), "--token".into(), "rpw_wrong".into()], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(blocks(&t, other.id).await.iter().all(|b| b.2 == "pending"));
+    t.finish().await;
+}
