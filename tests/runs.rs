@@ -356,6 +356,11 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
     assert_eq!(r.etag.as_deref(), Some(format!("\"{}\"", run.snapshot_sha256).as_str()));
     let body: Value = r.json().unwrap();
     assert_eq!(body["values"]["worker.claim_batch_size"], json!(10));
+    let tag = format!("\"{}\"", run.snapshot_sha256);
+    let r = good.send_with(Method::GET, &policy, None, &[("if-none-match", tag.as_str())]).await.unwrap();
+    assert_eq!((r.status, r.etag.as_deref(), r.body.len()), (StatusCode::NOT_MODIFIED, Some(tag.as_str()), 0));
+    let r = good.send_with(Method::GET, &policy, None, &[("if-none-match", "\"other\"")]).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
     assert_eq!(body["keys"][0]["captured_from"], json!("default"));
 
     // Unknown runs and blocks: 404.

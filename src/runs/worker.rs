@@ -148,6 +148,17 @@ impl ApiClient {
 
     /// One request on its own connection.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse, WorkerError> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`ApiClient::send`] with extra headers (`If-None-Match`, for instance).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<ApiResponse, WorkerError> {
         let io_err = |e: std::io::Error| WorkerError::new(format!("cannot reach {}: {e}", self.authority));
         let stream = tokio::net::TcpStream::connect(self.address()).await.map_err(io_err)?;
         let _ = stream.set_nodelay(true);
@@ -169,6 +180,9 @@ impl ApiClient {
             .header(header::ACCEPT, "application/json");
         if body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let req = req.body(Full::new(bytes)).map_err(|e| WorkerError::new(format!("bad request: {e}")))?;
         let res = sender
