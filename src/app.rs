@@ -6,6 +6,7 @@ use leptos_router::{
 };
 
 use crate::auth::{provide_auth, LoginPage, SuperuserArea, UserMenu};
+use crate::runs::{RunPage, RunsArea, RunsPage};
 use crate::settings::SettingsPage;
 
 /// Where `/` sends a visitor.
@@ -57,6 +58,12 @@ pub fn App() -> impl IntoView {
                     >
                         <Route path=path!("") view=SettingsPage ssr=SsrMode::Async />
                         <Route path=path!(":category") view=SettingsPage ssr=SsrMode::Async />
+                    </ParentRoute>
+                    // Rendered whole before sending, so the run pages and their form also work
+                    // without JavaScript.
+                    <ParentRoute path=path!("/app/runs") view=RunsArea ssr=SsrMode::Async>
+                        <Route path=path!("") view=RunsPage ssr=SsrMode::Async />
+                        <Route path=path!(":id") view=RunPage ssr=SsrMode::Async />
                     </ParentRoute>
                 </Routes>
             </main>

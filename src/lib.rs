@@ -6,6 +6,7 @@
 pub mod app;
 pub mod auth;
 pub mod policy;
+pub mod runs;
 pub mod settings;
 
 #[cfg(feature = "ssr")]

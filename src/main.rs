@@ -8,6 +8,7 @@ use runtime_policy::config::Config;
 use runtime_policy::db::Db;
 use runtime_policy::policy::cli::PolicyCommand;
 use runtime_policy::policy::server::PolicyStore;
+use runtime_policy::runs::cli::{RunCommand, WorkerArgs};
 
 /// Runtime Policy: change how background workers behave, with validation, audit and provenance.
 ///
@@ -36,6 +37,11 @@ enum Command {
     /// Manage the bearer tokens workers use for the API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Create runs (each freezes the effective policy as its snapshot).
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Run the reference worker on one run over the HTTP API.
+    Worker(WorkerArgs),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +164,16 @@ fn main() -> ExitCode {
             }
             Command::User(cmd) => user_command(&config, cmd).await,
             Command::Token(cmd) => token_command(&config, cmd).await,
+            Command::Run(RunCommand::Create { blocks }) => {
+                let blocks = runtime_policy::runs::cli::read_blocks(&blocks).map_err(cli_failure)?;
+                let store = PolicyStore::from_process_env(open(&config).await?);
+                print!("{}", runtime_policy::runs::cli::run(blocks, &store).await.map_err(cli_failure)?);
+                Ok(())
+            }
+            Command::Worker(args) => {
+                print!("{}", runtime_policy::runs::cli::worker(args).await.map_err(cli_failure)?);
+                Ok(())
+            }
         }
     });
     match result {
@@ -167,6 +183,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Other(m)) => fail(m),
+    }
+}
+
+fn cli_failure(e: runtime_policy::policy::cli::CliError) -> Failure {
+    if e.code == 2 {
+        Failure::Input(e.message)
+    } else {
+        Failure::Other(e.message)
     }
 }
 

@@ -63,11 +63,13 @@ pub fn router(state: AppState) -> Router {
 /// The HTTP routes outside Leptos (health, and the worker API as it comes): path, method, and
 /// handler. The router mounts exactly these, and the access-control test calls each of them.
 pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
-    vec![
+    let mut routes = vec![
         ("/healthz", Method::GET, get(healthz)),
         ("/api/v1/audit/export.csv", Method::GET, get(crate::policy::export::export_csv)),
         ("/api/v1/audit/export.json", Method::GET, get(crate::policy::export::export_json)),
-    ]
+    ];
+    routes.extend(crate::runs::http::routes());
+    routes
 }
 
 /// 200 once the database answers a query, 503 while it does not.

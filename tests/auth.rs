@@ -178,6 +178,10 @@ const SERVER_FN_CASES: &[Case] = &[
     Case { path: "/api/reset_policy", body: "key=worker.max_retries&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
     Case { path: "/api/revert_policy", body: "key=worker.max_retries&audit_id=999&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
     Case { path: "/api/audit_log", body: "", anonymous: 401, member: 403, superuser: 200 },
+    // Runs: members and superusers. Creating needs text, so an empty body changes nothing.
+    Case { path: "/api/list_runs", body: "", anonymous: 401, member: 200, superuser: 200 },
+    Case { path: "/api/get_run", body: "id=1", anonymous: 401, member: 404, superuser: 404 },
+    Case { path: "/api/create_run", body: "text=", anonymous: 401, member: 422, superuser: 422 },
 ];
 
 /// Pages with an access rule: the status each caller gets.
@@ -193,6 +197,12 @@ const API_CASES: &[(&str, u16, u16, u16)] = &[
     ("/healthz", 200, 200, 200),
     ("/api/v1/audit/export.csv", 401, 403, 200),
     ("/api/v1/audit/export.json", 401, 403, 200),
+    // The worker API takes a bearer token, never a session.
+    ("/api/v1/runs", 401, 401, 401),
+    ("/api/v1/runs/{id}/policy", 401, 401, 401),
+    ("/api/v1/runs/{id}/claims", 401, 401, 401),
+    ("/api/v1/runs/{id}/blocks/{uid}/complete", 401, 401, 401),
+    ("/api/v1/runs/{id}/blocks/{uid}/fail", 401, 401, 401),
 ];
 
 async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {

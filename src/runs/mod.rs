@@ -1,0 +1,285 @@
+//! Runs: the run list with its creation form, and the run page with progress and the policy
+//! snapshot beside today's baseline. Server functions are in `api.rs`; the queries and
+//! transactions in `server.rs`; the worker API in `http.rs`; the reference worker in `worker.rs`.
+
+pub mod api;
+pub mod snapshot;
+
+#[cfg(feature = "ssr")]
+pub mod cli;
+#[cfg(feature = "ssr")]
+pub mod http;
+#[cfg(feature = "ssr")]
+pub mod server;
+#[cfg(feature = "ssr")]
+pub mod worker;
+
+use leptos::prelude::*;
+use leptos_router::components::{Outlet, Redirect, A};
+use leptos_router::hooks::{use_location, use_navigate, use_params_map};
+
+use crate::auth::{login_href, Auth};
+pub use api::{create_run, get_run, list_runs, CreateRun, GetRun, ListRuns, RunDetail, RunSummary, SnapshotKeyView};
+
+/// The run list.
+pub const RUNS_PATH: &str = "/app/runs";
+
+pub fn run_href(id: i64) -> String {
+    format!("{RUNS_PATH}/{id}")
+}
+
+fn error_text(e: &ServerFnError) -> String {
+    match e {
+        ServerFnError::ServerError(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Parent route of the run pages: any signed-in user; anyone else goes to sign in first.
+/// Which runs a user sees is decided on the server, in every server function.
+#[component]
+pub fn RunsArea() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let location = use_location();
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(_)) => view! { <Outlet /> }.into_any(),
+                    _ => {
+                        let here = location.pathname.get_untracked();
+                        view! { <Redirect path=login_href(&here) /> }.into_any()
+                    }
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// `/app/runs`: the runs the user may see, newest first, and a form that creates one.
+#[component]
+pub fn RunsPage() -> impl IntoView {
+    let create = ServerAction::<CreateRun>::new();
+    let runs = Resource::new(move || create.version().get(), |_| list_runs());
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = create.value().get() {
+            navigate(&run_href(id), Default::default());
+        }
+    });
+    let error = move || create.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
+
+    view! {
+        <section class="runs" data-testid="runs-page">
+            <h1>"Runs"</h1>
+            <div class="run-form">
+                <ActionForm action=create>
+                    <label for="run-text">"Text to process: one block per paragraph (separate blocks with a blank line)"</label>
+                    <textarea id="run-text" name="text" rows="8" required data-testid="run-text"></textarea>
+                    <button type="submit" data-testid="run-create">
+                        "Create run"
+                    </button>
+                </ActionForm>
+                {move || {
+                    error()
+                        .map(|m| {
+                            view! {
+                                <p class="error" role="alert" data-testid="run-error">
+                                    {m}
+                                </p>
+                            }
+                        })
+                }}
+            </div>
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                <ErrorBoundary fallback=|errors| {
+                    view! {
+                        <p class="error" role="alert">
+                            {move || errors.get().into_iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ")}
+                        </p>
+                    }
+                }>
+                    {move || Suspend::new(async move { runs.await.map(|list| view! { <RunTable runs=list /> }) })}
+                </ErrorBoundary>
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn RunTable(runs: Vec<RunSummary>) -> impl IntoView {
+    if runs.is_empty() {
+        return view! { <p class="summary" data-testid="runs-empty">"No runs yet."</p> }.into_any();
+    }
+    view! {
+        <table class="runs-table" data-testid="runs-table">
+            <thead>
+                <tr>
+                    <th scope="col">"Run"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Blocks (done / failed / total)"</th>
+                    <th scope="col">"Created by"</th>
+                    <th scope="col">"Created at (UTC)"</th>
+                    <th scope="col">"Policy revision"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {runs
+                    .into_iter()
+                    .map(|r| {
+                        view! {
+                            <tr data-testid=format!("run-row-{}", r.id)>
+                                <td>
+                                    <A href=run_href(r.id)>{format!("#{}", r.id)}</A>
+                                </td>
+                                <td>
+                                    <span class=format!("status status--{}", r.status)>{r.status.clone()}</span>
+                                </td>
+                                <td>{format!("{} / {} / {}", r.blocks_done, r.blocks_failed, r.block_count)}</td>
+                                <td>{r.created_by.clone()}</td>
+                                <td>{r.created_at.clone()}</td>
+                                <td>{r.policy_revision}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// `/app/runs/{id}`: progress, and the snapshot key by key with drift from today's baseline.
+#[component]
+pub fn RunPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok()).filter(|id| *id > 0);
+    let run = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => get_run(id).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    view! {
+        <section class="run" data-testid="run-page">
+            <p>
+                <A href=RUNS_PATH>"All runs"</A>
+            </p>
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                <ErrorBoundary fallback=|errors| {
+                    view! {
+                        <h1>"Run not available"</h1>
+                        <p class="error" role="alert" data-testid="run-error">
+                            {move || errors.get().into_iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ")}
+                        </p>
+                    }
+                }>
+                    {move || Suspend::new(async move {
+                        run.await
+                            .map(|r| match r {
+                                Some(detail) => view! { <RunView detail /> }.into_any(),
+                                None => view! { <h1>"No such run"</h1> }.into_any(),
+                            })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn RunView(detail: RunDetail) -> impl IntoView {
+    let s = detail.summary;
+    let c = detail.counts;
+    let finished = c.done + c.failed;
+    let drifted = detail.keys.iter().filter(|k| k.drift).count();
+    view! {
+        <h1 data-testid="run-title">{format!("Run #{}", s.id)}</h1>
+        <dl class="run-facts">
+            <dt>"Status"</dt>
+            <dd>
+                <span class=format!("status status--{}", s.status) data-testid="run-status">
+                    {s.status.clone()}
+                </span>
+            </dd>
+            <dt>"Created"</dt>
+            <dd>{format!("{} by {}", s.created_at, s.created_by)}</dd>
+            <dt>"Policy revision"</dt>
+            <dd>{s.policy_revision}</dd>
+            <dt>"Snapshot SHA-256"</dt>
+            <dd>
+                <code>{detail.snapshot_sha256.clone()}</code>
+            </dd>
+        </dl>
+        <h2>"Progress"</h2>
+        <p class="run-progress">
+            <label for="run-progress-bar">{format!("{finished} of {} blocks finished", s.block_count)}</label>
+            <progress id="run-progress-bar" max=s.block_count value=finished></progress>
+        </p>
+        <p data-testid="run-counts">
+            {format!("{} done, {} failed, {} claimed, {} pending", c.done, c.failed, c.claimed, c.pending)}
+        </p>
+        <h2>"Policy snapshot"</h2>
+        <p class="summary">
+            "The policy this run was created under. It never changes; a change to the baseline applies to new runs only. "
+            {if drifted == 0 {
+                "Today's baseline matches it.".to_string()
+            } else {
+                format!("Today's baseline differs on {drifted} key(s), marked below.")
+            }}
+        </p>
+        <table class="snapshot-table" data-testid="snapshot-table">
+            <thead>
+                <tr>
+                    <th scope="col">"Key"</th>
+                    <th scope="col">"In this run"</th>
+                    <th scope="col">"Captured from"</th>
+                    <th scope="col">"Today's baseline"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {detail
+                    .keys
+                    .into_iter()
+                    .map(|k| {
+                        let key = k.key.clone();
+                        view! {
+                            <tr class:drift=k.drift data-testid=format!("snapshot-{key}")>
+                                <th scope="row">
+                                    <span class="key-label">{k.label.clone()}</span>
+                                    <code class="key-name">{key.clone()}</code>
+                                </th>
+                                <td>
+                                    <code data-testid=format!("snapshot-value-{key}") title=k.provenance.clone()>
+                                        {k.provenance_short.clone()}
+                                    </code>
+                                </td>
+                                <td data-testid=format!("snapshot-layer-{key}")>
+                                    {if k.admin_version > 0 {
+                                        format!("{} (admin version {})", k.captured_from, k.admin_version)
+                                    } else {
+                                        k.captured_from.to_string()
+                                    }}
+                                </td>
+                                <td>
+                                    {if k.drift {
+                                        view! {
+                                            <span class="drift-marker" data-testid=format!("drift-{key}")>
+                                                <strong>"Drift: "</strong>
+                                                "the baseline is now "
+                                                <code>{k.baseline.clone().unwrap_or_default()}</code>
+                                            </span>
+                                        }
+                                            .into_any()
+                                    } else {
+                                        view! { <span class="same">"same"</span> }.into_any()
+                                    }}
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}

@@ -1,0 +1,563 @@
+//! Runs on both backends: the snapshot taken at creation, the worker API and the reference
+//! worker against a real server on 127.0.0.1, claims in integer block_index order, leases,
+//! retries, the database refusing snapshot updates, API statuses, and who sees which run.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use runtime_policy::auth::server::{create_token, revoke_token, TokenName};
+use runtime_policy::auth::{AuthUser, Role};
+use runtime_policy::policy::server::{Actor, PolicyStore};
+use runtime_policy::policy::Layer;
+use runtime_policy::runs::server::{self as runs, Creator, NewBlocks, RunError, WorkerName};
+use runtime_policy::runs::snapshot::render_block_prompt;
+use runtime_policy::runs::worker::{self, ApiClient, WorkerConfig};
+use runtime_policy::server::{router, AppState};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const NEW_PROMPT: &str = "NEW PROMPT for {{block_text}}";
+
+fn store(t: &common::TestDb) -> PolicyStore {
+    PolicyStore::new(t.db.clone(), HashMap::new())
+}
+
+fn admin() -> Actor {
+    Actor::user(1, "root@example.com")
+}
+
+/// Serves the whole app on a free port of 127.0.0.1; returns its base URL.
+async fn serve(t: &common::TestDb) -> String {
+    let options = leptos::config::LeptosOptions::builder()
+        .output_name("runtime-policy")
+        .site_root("target/site")
+        .build();
+    let state = AppState::open(t.db.clone(), &t.url, options, false).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+    });
+    format!("http://{addr}")
+}
+
+async fn token(t: &common::TestDb, name: &str) -> String {
+    create_token(&t.db, &TokenName::parse(name).unwrap()).await.unwrap()
+}
+
+fn texts(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("block text number {i}")).collect()
+}
+
+fn worker_config(base: &str, token: &str, run_id: i64, name: &str) -> WorkerConfig {
+    WorkerConfig {
+        server: base.to_string(),
+        token: token.to_string(),
+        run_id,
+        name: name.to_string(),
+        lease_seconds: Some(60),
+        idle_wait: Duration::from_millis(50),
+    }
+}
+
+/// Every block of a run: uid, index, state, attempts, claimed_by, text, result.
+async fn blocks(t: &common::TestDb, run_id: i64) -> Vec<(String, i64, String, i64, Option<String>, String, Option<String>)> {
+    sqlx::query(
+        "SELECT block_uid, block_index, state, attempts, claimed_by, text, result FROM blocks WHERE run_id = $1 ORDER BY block_index",
+    )
+    .bind(run_id)
+    .fetch_all(&t.db.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.get("block_uid"),
+            r.get("block_index"),
+            r.get("state"),
+            r.get("attempts"),
+            r.get("claimed_by"),
+            r.get("text"),
+            r.get("result"),
+        )
+    })
+    .collect()
+}
+
+async fn run_status(t: &common::TestDb, run_id: i64) -> (String, i64, i64) {
+    let r = sqlx::query("SELECT status, blocks_done, blocks_failed FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    (r.get("status"), r.get("blocks_done"), r.get("blocks_failed"))
+}
+
+on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline_changes, |t| {
+    let s = store(&t);
+    // A value a superuser set before the run: the snapshot records its layer and version.
+    s.update(&admin(), "worker.max_retries", &json!(5), 0, None).await.unwrap();
+    let base = serve(&t).await;
+    let tok = token(&t, "fleet").await;
+    let client = ApiClient::new(&base, &tok).unwrap();
+
+    // 1. Create a run with 50 blocks through the API.
+    let res = client.send(Method::POST, "/api/v1/runs", Some(&json!({ "blocks": texts(50) }))).await.unwrap();
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let created: Value = res.json().unwrap();
+    let run_id = created["id"].as_i64().unwrap();
+    assert_eq!(created["block_count"], json!(50));
+    assert_eq!(created["policy_revision"], json!(1));
+
+    let (snapshot, etag) = client.snapshot(run_id).await.unwrap();
+    assert_eq!(etag, created["snapshot_sha256"].as_str().unwrap());
+    assert_eq!(snapshot.claim_batch_size(), 10);
+    assert_eq!(snapshot.keys.len(), runtime_policy::policy::REGISTRY.len());
+    let retries = snapshot.get("worker.max_retries").unwrap();
+    assert_eq!((retries.value.clone(), retries.captured_from, retries.admin_version), (json!(5), Layer::Admin, 1));
+    let size = snapshot.get("worker.claim_batch_size").unwrap();
+    assert_eq!((size.captured_from, size.admin_version), (Layer::Default, 0));
+    let old_prompt = snapshot.block_prompt();
+
+    // 2. Claim one batch and finish it.
+    let first = client.claim(run_id, "first", Some(60)).await.unwrap();
+    assert_eq!(first.batch_size, 10);
+    assert_eq!(first.blocks.iter().map(|b| b.block_index).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    for b in &first.blocks {
+        client.complete(run_id, &b.block_uid, "first", b.attempt, &worker::process_block(&snapshot, &b.text)).await.unwrap();
+    }
+
+    // 3. A superuser changes the batch size and the block prompt.
+    s.update(&admin(), "worker.claim_batch_size", &json!(7), 0, None).await.unwrap();
+    s.update(&admin(), "worker.default_block_prompt", &json!(NEW_PROMPT), 0, None).await.unwrap();
+    let (again, etag_again) = client.snapshot(run_id).await.unwrap();
+    assert_eq!((again.clone(), etag_again), (snapshot.clone(), etag.clone()), "the run's snapshot must not move");
+
+    // 4. Two reference workers finish the run at the same time.
+    let (config_a, config_b) = (worker_config(&base, &tok, run_id, "worker-a"), worker_config(&base, &tok, run_id, "worker-b"));
+    let (a, b) = tokio::join!(worker::run(&config_a), worker::run(&config_b));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for report in [&a, &b] {
+        assert_eq!(report.snapshot_sha256, etag);
+        assert!(report.batches.iter().all(|&n| n == 10), "every batch uses the snapshot's size: {:?}", report.batches);
+    }
+    assert_eq!(a.completed.len() + b.completed.len(), 40);
+    let mut seen: HashSet<String> = first.blocks.iter().map(|b| b.block_uid.clone()).collect();
+    for (uid, _) in a.completed.iter().chain(&b.completed) {
+        assert!(seen.insert(uid.clone()), "block {uid} processed twice");
+    }
+    assert_eq!(seen.len(), 50, "a block was lost");
+
+    let all = blocks(&t, run_id).await;
+    assert_eq!(all.len(), 50);
+    for (uid, index, state, attempts, _, text, result) in &all {
+        assert_eq!((state.as_str(), *attempts), ("done", 1), "{uid}");
+        assert_eq!(result.as_deref(), Some(render_block_prompt(&old_prompt, text).as_str()), "block {index} used another prompt");
+    }
+    assert_eq!(run_status(&t, run_id).await, ("done".to_string(), 50, 0));
+
+    // A run created after the change uses the new values.
+    let later = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(50)).unwrap()).await.unwrap();
+    assert_eq!(later.policy_revision, 3);
+    assert_ne!(later.snapshot_sha256, etag);
+    let report = worker::run(&worker_config(&base, &tok, later.id, "worker-c")).await.unwrap();
+    assert_eq!(report.batches, vec![7, 7, 7, 7, 7, 7, 7, 1]);
+    for (_, _, state, _, by, text, result) in blocks(&t, later.id).await {
+        assert_eq!((state.as_str(), by.as_deref()), ("done", Some("worker-c")));
+        assert_eq!(result.unwrap(), render_block_prompt(NEW_PROMPT, &text));
+    }
+    // The first run's snapshot still says what it said.
+    let stored = runs::snapshot(&t.db, run_id).await.unwrap();
+    assert_eq!(stored.sha256, etag);
+    assert_eq!(stored.snapshot.claim_batch_size(), 10);
+    t.finish().await;
+});
+
+/// Gives a run's three blocks the indexes 2, 10 and 100, stored out of order.
+async fn spread_indexes(t: &common::TestDb, run_id: i64) {
+    for (from, to) in [(2, 10), (1, 2), (0, 100)] {
+        sqlx::query("UPDATE blocks SET block_index = $1 WHERE run_id = $2 AND block_index = $3")
+            .bind(to)
+            .bind(run_id)
+            .bind(from)
+            .execute(&t.db.pool)
+            .await
+            .unwrap();
+    }
+}
+
+on_both_backends!(claims_order_by_the_integer_block_index_as_the_snapshot_says, |t| {
+    let s = store(&t);
+    s.update(&admin(), "worker.claim_batch_size", &json!(1), 0, None).await.unwrap();
+    let three = NewBlocks::parse("blocks", vec!["a".into(), "b".into(), "c".into()]).unwrap();
+    let asc = runs::create_run(&s, &Creator::cli(), &three).await.unwrap();
+    s.update(&admin(), "worker.claim_ordering", &json!("block_index_desc"), 0, None).await.unwrap();
+    let desc = runs::create_run(&s, &Creator::cli(), &three).await.unwrap();
+    // Changing the baseline back changes neither run.
+    s.update(&admin(), "worker.claim_ordering", &json!("block_index_asc"), 1, None).await.unwrap();
+    s.update(&admin(), "worker.claim_batch_size", &json!(50), 1, None).await.unwrap();
+
+    let w = WorkerName::parse("w").unwrap();
+    for (run, expected) in [(asc.id, [2, 10, 100]), (desc.id, [100, 10, 2])] {
+        spread_indexes(&t, run).await;
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let c = runs::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+            assert_eq!(c.blocks.len(), 1, "batch size 1 from the snapshot");
+            order.push(c.blocks[0].block_index);
+        }
+        assert_eq!(order, expected, "run {run}");
+        let c = runs::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+        assert!(c.blocks.is_empty() && !c.finished);
+    }
+
+    // One claim of a bigger batch comes back in order too.
+    s.update(&admin(), "worker.claim_batch_size", &json!(10), 2, None).await.unwrap();
+    let run = runs::create_run(&s, &Creator::cli(), &three).await.unwrap();
+    spread_indexes(&t, run.id).await;
+    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+    assert_eq!(c.blocks.iter().map(|b| b.block_index).collect::<Vec<_>>(), vec![2, 10, 100]);
+    t.finish().await;
+});
+
+on_both_backends!(an_expired_claim_is_picked_up_by_another_worker, |t| {
+    let s = store(&t);
+    let base = serve(&t).await;
+    let tok = token(&t, "fleet").await;
+    let client = ApiClient::new(&base, &tok).unwrap();
+    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(5)).unwrap()).await.unwrap();
+
+    // A worker claims everything with a one-second lease, then dies.
+    let dead = client.claim(run.id, "doomed", Some(1)).await.unwrap();
+    assert_eq!(dead.blocks.len(), 5);
+    let other = client.claim(run.id, "rescuer", Some(60)).await.unwrap();
+    assert!(other.blocks.is_empty() && !other.finished, "nothing is claimable while the lease runs");
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let report = worker::run(&worker_config(&base, &tok, run.id, "rescuer")).await.unwrap();
+    assert_eq!(report.completed.len(), 5);
+
+    // The dead worker comes back: its claim is gone.
+    let b = &dead.blocks[0];
+    let res = client
+        .send(
+            Method::POST,
+            &format!("/api/v1/runs/{}/blocks/{}/complete", run.id, b.block_uid),
+            Some(&json!({ "worker": "doomed", "attempt": b.attempt, "result": "late" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status, StatusCode::CONFLICT);
+    for (_, _, state, attempts, by, _, result) in blocks(&t, run.id).await {
+        assert_eq!((state.as_str(), attempts, by.as_deref()), ("done", 2, Some("rescuer")));
+        assert_ne!(result.as_deref(), Some("late"));
+    }
+    assert_eq!(run_status(&t, run.id).await, ("done".to_string(), 5, 0));
+    t.finish().await;
+});
+
+on_both_backends!(a_failed_block_is_retried_up_to_the_snapshot_max_retries, |t| {
+    let s = store(&t);
+    s.update(&admin(), "worker.max_retries", &json!(1), 0, None).await.unwrap();
+    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
+    // Raising the baseline afterwards gives this run no extra attempt.
+    s.update(&admin(), "worker.max_retries", &json!(10), 1, None).await.unwrap();
+    let w = WorkerName::parse("w").unwrap();
+    let now = chrono::Utc::now();
+
+    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
+    let (b0, b1) = (&c.blocks[0], &c.blocks[1]);
+    let out = runs::fail(&t.db, run.id, &b0.block_uid, &w, 1, "model timed out").await.unwrap();
+    assert_eq!((out.state.as_str(), out.attempts), ("pending", 1));
+    // Failing twice with the same attempt is refused.
+    assert!(matches!(runs::fail(&t.db, run.id, &b0.block_uid, &w, 1, "again").await, Err(RunError::Conflict(_))));
+
+    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
+    assert_eq!(c.blocks.iter().map(|b| (b.block_index, b.attempt)).collect::<Vec<_>>(), vec![(0, 2)]);
+    let out = runs::fail(&t.db, run.id, &b0.block_uid, &w, 2, "model timed out").await.unwrap();
+    assert_eq!((out.state.as_str(), out.attempts), ("failed", 2));
+
+    // The other block's holder dies twice; its last lease expiring fails it.
+    let later = now + chrono::Duration::seconds(120);
+    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), later).await.unwrap();
+    assert_eq!(c.blocks.iter().map(|b| (b.block_uid.as_str(), b.attempt)).collect::<Vec<_>>(), vec![(b1.block_uid.as_str(), 2)]);
+    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), later + chrono::Duration::seconds(120)).await.unwrap();
+    assert!(c.blocks.is_empty());
+    assert!(c.finished);
+    let all = blocks(&t, run.id).await;
+    assert_eq!(all.iter().map(|b| b.2.as_str()).collect::<Vec<_>>(), vec!["failed", "failed"]);
+    assert_eq!(run_status(&t, run.id).await, ("failed".to_string(), 0, 2));
+    t.finish().await;
+});
+
+on_both_backends!(the_database_refuses_to_change_a_snapshot, |t| {
+    let s = store(&t);
+    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let before = runs::snapshot(&t.db, run.id).await.unwrap();
+    assert_eq!(before.sha256, runs::sha256_hex(&before.text));
+    for sql in [
+        "UPDATE runs SET policy_snapshot = '{\"policy_revision\":0,\"keys\":[]}' WHERE id = $1",
+        "UPDATE runs SET snapshot_sha256 = '0000000000000000000000000000000000000000000000000000000000000000' WHERE id = $1",
+        "UPDATE runs SET policy_revision = policy_revision + 1 WHERE id = $1",
+        "UPDATE runs SET policy_snapshot = policy_snapshot WHERE id = $1",
+    ] {
+        let e = sqlx::query(sql).bind(run.id).execute(&t.db.pool).await.unwrap_err();
+        assert!(e.to_string().contains("the policy snapshot is immutable"), "{sql}: {e}");
+    }
+    // Progress columns stay writable.
+    sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1").bind(run.id).execute(&t.db.pool).await.unwrap();
+    assert_eq!(runs::snapshot(&t.db, run.id).await.unwrap(), before);
+    t.finish().await;
+});
+
+on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses, |t| {
+    let s = store(&t);
+    let base = serve(&t).await;
+    let tok = token(&t, "fleet").await;
+    let good = ApiClient::new(&base, &tok).unwrap();
+    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
+    let id = run.id;
+    let policy = format!("/api/v1/runs/{id}/policy");
+    let claims = format!("/api/v1/runs/{id}/claims");
+    let complete = format!("/api/v1/runs/{id}/blocks/r{id}-b0/complete");
+    let fail = format!("/api/v1/runs/{id}/blocks/r{id}-b0/fail");
+    let worker_body = json!({ "worker": "w" });
+    let routes: Vec<(Method, &str, Option<Value>)> = vec![
+        (Method::POST, "/api/v1/runs", Some(json!({ "blocks": ["x"] }))),
+        (Method::GET, &policy, None),
+        (Method::POST, &claims, Some(worker_body.clone())),
+        (Method::POST, &complete, Some(json!({ "worker": "w", "attempt": 1, "result": "r" }))),
+        (Method::POST, &fail, Some(json!({ "worker": "w", "attempt": 1, "error": "e" }))),
+    ];
+    let runs_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs").fetch_one(&t.db.pool).await.unwrap();
+
+    // No token, an unknown token, a revoked token: 401 and nothing changes.
+    let revoked = token(&t, "old").await;
+    revoke_token(&t.db, &TokenName::parse("old").unwrap()).await.unwrap();
+    for bad in ["rpw_unknown", revoked.as_str()] {
+        let c = ApiClient::new(&base, bad).unwrap();
+        for (m, p, body) in &routes {
+            let r = c.send(m.clone(), p, body.as_ref()).await.unwrap();
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{m} {p}");
+            assert!(r.json::<Value>().unwrap()["error"].is_string());
+        }
+    }
+    let runs_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs").fetch_one(&t.db.pool).await.unwrap();
+    assert_eq!(runs_before, runs_after);
+    assert!(blocks(&t, id).await.iter().all(|b| b.2 == "pending"));
+
+    // The snapshot with its ETag; If-None-Match gets 304.
+    let r = good.send(Method::GET, &policy, None).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.etag.as_deref(), Some(format!("\"{}\"", run.snapshot_sha256).as_str()));
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["values"]["worker.claim_batch_size"], json!(10));
+    let tag = format!("\"{}\"", run.snapshot_sha256);
+    let r = good.send_with(Method::GET, &policy, None, &[("if-none-match", tag.as_str())]).await.unwrap();
+    assert_eq!((r.status, r.etag.as_deref(), r.body.len()), (StatusCode::NOT_MODIFIED, Some(tag.as_str()), 0));
+    let r = good.send_with(Method::GET, &policy, None, &[("if-none-match", "\"other\"")]).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(body["keys"][0]["captured_from"], json!("default"));
+
+    // Unknown runs and blocks: 404.
+    for (m, p, b) in [
+        (Method::GET, "/api/v1/runs/999999/policy".to_string(), None),
+        (Method::POST, "/api/v1/runs/999999/claims".to_string(), Some(worker_body.clone())),
+        (Method::POST, format!("/api/v1/runs/{id}/blocks/nope/complete"), Some(json!({ "worker": "w", "attempt": 1, "result": "r" }))),
+    ] {
+        let r = good.send(m.clone(), &p, b.as_ref()).await.unwrap();
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {p}");
+    }
+    // A block not claimed by the caller: 409.
+    let r = good.send(Method::POST, &complete, Some(&json!({ "worker": "w", "attempt": 1, "result": "r" }))).await.unwrap();
+    assert_eq!(r.status, StatusCode::CONFLICT);
+
+    // Bad input: 400 (not JSON) or 422 naming the field.
+    let cases: Vec<(Method, String, Option<Value>, StatusCode, &str)> = vec![
+        (Method::GET, "/api/v1/runs/abc/policy".into(), None, StatusCode::UNPROCESSABLE_ENTITY, "id"),
+        (Method::GET, "/api/v1/runs/-1/policy".into(), None, StatusCode::UNPROCESSABLE_ENTITY, "id"),
+        (Method::POST, "/api/v1/runs".into(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
+        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": "x" })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
+        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": [] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
+        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": ["ok", 3] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
+        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": ["ok", "  "] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
+        (Method::POST, "/api/v1/runs".into(), Some(json!([1, 2])), StatusCode::BAD_REQUEST, "body"),
+        (Method::POST, claims.clone(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
+        (Method::POST, claims.clone(), Some(json!({ "worker": "a b" })), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
+        (Method::POST, claims.clone(), Some(json!({ "worker": 7 })), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
+        (Method::POST, claims.clone(), Some(json!({ "worker": "w", "lease_seconds": 0 })), StatusCode::UNPROCESSABLE_ENTITY, "lease_seconds"),
+        (Method::POST, claims.clone(), Some(json!({ "worker": "w", "lease_seconds": "soon" })), StatusCode::UNPROCESSABLE_ENTITY, "lease_seconds"),
+        (Method::POST, complete.clone(), Some(json!({ "worker": "w", "result": "r" })), StatusCode::UNPROCESSABLE_ENTITY, "attempt"),
+        (Method::POST, complete.clone(), Some(json!({ "worker": "w", "attempt": 1 })), StatusCode::UNPROCESSABLE_ENTITY, "result"),
+        (Method::POST, fail.clone(), Some(json!({ "worker": "w", "attempt": 1.5, "error": "e" })), StatusCode::UNPROCESSABLE_ENTITY, "attempt"),
+    ];
+    for (m, p, b, status, field) in cases {
+        let r = good.send(m.clone(), &p, b.as_ref()).await.unwrap();
+        assert_eq!(r.status, status, "{m} {p} {b:?}");
+        assert_eq!(r.json::<Value>().unwrap()["field"], json!(field), "{m} {p} {b:?}");
+    }
+    // A body that is not JSON at all.
+    let c = ApiClient::new(&base, &tok).unwrap();
+    let raw = c.send(Method::POST, &claims, Some(&json!("not an object"))).await.unwrap();
+    assert_eq!(raw.status, StatusCode::BAD_REQUEST);
+    assert_eq!(runs_before, sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM runs").fetch_one(&t.db.pool).await.unwrap());
+    t.finish().await;
+});
+
+async fn user(t: &common::TestDb, email: &str, role: Role) -> AuthUser {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, role, disabled, created_at) VALUES ($1, '$argon2id$test', $2, 0, '2026-01-01T00:00:00.000000Z') RETURNING id",
+    )
+    .bind(email)
+    .bind(role.as_str())
+    .fetch_one(&t.db.pool)
+    .await
+    .unwrap();
+    AuthUser { id, email: email.to_string(), role }
+}
+
+on_both_backends!(members_see_their_own_runs_and_the_page_shows_drift, |t| {
+    let s = store(&t);
+    let ann = user(&t, "ann@example.com", Role::Member).await;
+    let bob = user(&t, "bob@example.com", Role::Member).await;
+    let root = user(&t, "root@example.com", Role::Superuser).await;
+    let blocks = NewBlocks::from_paragraphs("text", "first paragraph\n\nsecond\nparagraph\n\n\n").unwrap();
+    assert_eq!(blocks.len(), 2);
+    let a1 = runs::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
+    let b1 = runs::create_run(&s, &Creator::user(&bob), &blocks).await.unwrap();
+    let a2 = runs::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
+
+    let ids = |v: Vec<runtime_policy::runs::RunSummary>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(runs::list_runs(&t.db, &ann, 100).await.unwrap()), vec![a2.id, a1.id], "newest first, own only");
+    assert_eq!(ids(runs::list_runs(&t.db, &bob, 100).await.unwrap()), vec![b1.id]);
+    assert_eq!(ids(runs::list_runs(&t.db, &root, 100).await.unwrap()), vec![a2.id, b1.id, a1.id]);
+    let listed = runs::list_runs(&t.db, &ann, 100).await.unwrap();
+    assert_eq!((listed[0].status.as_str(), listed[0].block_count, listed[0].created_by.as_str()), ("pending", 2, "ann@example.com"));
+
+    assert!(matches!(runs::run_detail(&s, &bob, a1.id).await, Err(RunError::NotFound(_))));
+    assert!(runs::run_detail(&s, &root, a1.id).await.is_ok());
+
+    let detail = runs::run_detail(&s, &ann, a1.id).await.unwrap();
+    assert!(detail.keys.iter().all(|k| !k.drift));
+    assert_eq!(detail.counts.pending, 2);
+    s.update(&Actor::user(root.id, &root.email), "worker.claim_batch_size", &json!(25), 0, None).await.unwrap();
+    let detail = runs::run_detail(&s, &ann, a1.id).await.unwrap();
+    let k = detail.keys.iter().find(|k| k.key == "worker.claim_batch_size").unwrap();
+    assert_eq!(k.provenance, "effective=10 (source=run_snapshot)");
+    assert_eq!(k.captured_from, Layer::Default);
+    assert!(k.drift);
+    assert_eq!(k.baseline.as_deref(), Some("effective=25 (source=admin)"));
+    assert_eq!(detail.keys.iter().filter(|k| k.drift).count(), 1);
+    let prompt = detail.keys.iter().find(|k| k.key == "worker.default_system_prompt").unwrap();
+    assert!(prompt.provenance_short.ends_with("… (source=run_snapshot)"), "{}", prompt.provenance_short);
+    t.finish().await;
+});
+
+#[test]
+fn run_create_reads_the_blocks_file_and_bad_input_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/cli.db", dir.path().display());
+    let file = dir.path().join("blocks.txt");
+    std::fs::write(&file, "one\n\ntwo\nstill two\n\nthree\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_runtime-policy");
+    let out = std::process::Command::new(bin)
+        .env("DATABASE_URL", &db)
+        .args(["run", "create", "--blocks"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("created run 1 with 3 blocks at policy revision 0"), "{text}");
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    for args in [
+        vec!["run", "create", "--blocks", empty.to_str().unwrap()],
+        vec!["run", "create", "--blocks", "/no/such/file"],
+        vec!["worker", "--run", "1", "--token", "t", "--server", "https://example.test"],
+        vec!["worker", "--run", "0", "--token", "t"],
+        vec!["worker", "--run", "1", "--token", "t", "--lease-seconds", "0"],
+    ] {
+        let out = std::process::Command::new(bin).env("DATABASE_URL", &db).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+on_both_backends!(concurrent_claims_never_share_a_block, |t| {
+    let s = store(&t);
+    s.update(&admin(), "worker.claim_batch_size", &json!(3), 0, None).await.unwrap();
+    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(60)).unwrap()).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let db = t.db.clone();
+            tokio::spawn(async move {
+                let w = WorkerName::parse(&format!("w{i}")).unwrap();
+                let mut mine = Vec::new();
+                loop {
+                    let c = runs::claim(&db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+                    if c.blocks.is_empty() {
+                        return mine;
+                    }
+                    assert!(c.blocks.len() <= 3);
+                    for b in c.blocks {
+                        runs::complete(&db, run.id, &b.block_uid, &w, b.attempt, "ok").await.unwrap();
+                        mine.push(b.block_uid);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (60, 60));
+    assert_eq!(run_status(&t, run.id).await, ("done".to_string(), 60, 0));
+    t.finish().await;
+});
+
+/// Runs the binary off the async threads, so the in-process server keeps answering it.
+async fn command(args: Vec<String>, token: Option<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_runtime-policy"));
+        c.args(&args).env_remove("RUNTIME_POLICY_TOKEN");
+        if let Some(t) = token {
+            c.env("RUNTIME_POLICY_TOKEN", t);
+        }
+        c.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_command_finishes_a_run_over_http() {
+    let t = common::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
+    let base = serve(&t).await;
+    let tok = token(&t, "cli-worker").await;
+    let run = runs::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap()).await.unwrap();
+    let out = command(vec!["worker".into(), "--run".into(), run.id.to_string(), "--server".into(), base.clone(), "--name".into(), "cli-1".into()], Some(tok)).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("run {}: 12 blocks in 2 batches by cli-1", run.id)), "{text}");
+    assert!(blocks(&t, run.id).await.iter().all(|b| b.2 == "done" && b.4.as_deref() == Some("cli-1")));
+
+    // A bad token: one line, exit 1, nothing claimed.
+    let other = runs::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let out = command(vec!["worker".into(), "--run".into(), other.id.to_string(), "--server".into(), base.clone(), "--token".into(), "rpw_wrong".into()], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(blocks(&t, other.id).await.iter().all(|b| b.2 == "pending"));
+    t.finish().await;
+}
