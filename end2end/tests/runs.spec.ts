@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Page } from '@playwright/test';
-import { test, expect, waitForHydration } from './fixtures';
+import { test, expect, waitForHydration, accounts, signIn as signInAs } from './fixtures';
 
 // The same binary the server runs, against the same database (end2end/run.sh sets both).
 const serverCmd = process.env.E2E_SERVER_CMD ?? 'target/release/runtime-policy serve';
@@ -60,7 +60,7 @@ async function signIn(page: Page, next: string) {
   await waitForHydration(page);
 }
 
-test('a run keeps its snapshot and shows drift after the baseline changes', async ({ page }) => {
+test('a run keeps its snapshot and shows drift after the baseline changes', async ({ page, browser }) => {
   await signIn(page, '/app/runs');
   const id = await new RunsPage(page).create('alpha\n\nbeta\nstill beta\n\ngamma');
 
@@ -72,8 +72,18 @@ test('a run keeps its snapshot and shows drift after the baseline changes', asyn
   await expect(run.layer(key)).toHaveText('default');
   await expect(run.drift(key)).toHaveCount(0);
 
-  // A superuser raises the batch size (the settings page has no controls yet: the audited CLI).
-  cli(['policy', 'set', key, '25', '--reason', 'end-to-end drift check']);
+  // A superuser raises the batch size on the settings page, in a browser of their own.
+  const admin = await (await browser.newContext()).newPage();
+  try {
+    await signInAs(admin, accounts.superuser, '/app/settings/superuser/worker');
+    await waitForHydration(admin);
+    await admin.getByTestId(`input-${key}`).fill('25');
+    await admin.getByTestId(`reason-${key}`).fill('end-to-end drift check');
+    await admin.getByTestId(`save-${key}`).click();
+    await expect(admin.getByTestId(`provenance-${key}`)).toHaveText('effective=25 (source=admin)');
+  } finally {
+    await admin.context().close();
+  }
 
   await page.reload();
   await waitForHydration(page);
@@ -88,6 +98,11 @@ test('a run keeps its snapshot and shows drift after the baseline changes', asyn
   await expect(row).toContainText('pending');
   await expect(row).toContainText('0 / 0 / 3');
   await expect(row).toContainText(member.email);
+});
+
+// Later specs expect the baseline at its default again.
+test.afterAll(() => {
+  cli(['policy', 'unset', 'worker.claim_batch_size']);
 });
 
 test('an anonymous visitor is sent to sign in', async ({ page }) => {
