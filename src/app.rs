@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{ParentRoute, Route, Router, Routes},
+    components::{ParentRoute, Route, Router, Routes, A},
     path, SsrMode,
 };
 
@@ -41,9 +41,10 @@ pub fn App() -> impl IntoView {
         <Title text="Runtime Policy" />
         <Router>
             <header class="topbar">
-                <a class="brand" href=HOME_PATH>
+                <a class="brand" href="/">
                     "Runtime Policy"
                 </a>
+                <MainNav />
                 <UserMenu />
             </header>
             <main id="main">
@@ -68,6 +69,31 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// Links to the two areas, for whoever is signed in (the server checks access either way).
+#[component]
+fn MainNav() -> impl IntoView {
+    let auth = expect_context::<crate::auth::Auth>();
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                auth.user
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|u| {
+                        let superuser = u.role == crate::auth::Role::Superuser;
+                        view! {
+                            <nav class="main-nav" aria-label="Main">
+                                {superuser.then(|| view! { <A href=HOME_PATH>"Settings"</A> })}
+                                <A href="/app/runs">"Runs"</A>
+                            </nav>
+                        }
+                    })
+            })}
+        </Transition>
     }
 }
 

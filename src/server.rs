@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         let state = state.clone();
         move || provide_context(state.clone())
     };
-    let mut router = Router::new().route("/", get(|| async { Redirect::to(HOME_PATH) }));
+    let mut router = Router::new().route("/", get(root));
     for (path, _, handler) in api_routes() {
         router = router.route(path, handler);
     }
@@ -70,6 +70,15 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     ];
     routes.extend(crate::runs::http::routes());
     routes
+}
+
+/// `/`: superusers land on the settings page, everyone else on the runs (members cannot see the
+/// settings; anonymous visitors are sent on to sign in from there).
+async fn root(user: Option<axum::Extension<crate::auth::server::RequestUser>>) -> Redirect {
+    match user.and_then(|u| u.0 .0.clone()) {
+        Some(u) if u.role != crate::auth::Role::Superuser => Redirect::to("/app/runs"),
+        _ => Redirect::to(HOME_PATH),
+    }
 }
 
 /// 200 once the database answers a query, 503 while it does not.

@@ -192,6 +192,10 @@ const PAGE_CASES: &[(&str, u16, u16, u16)] = &[
     ("/login", 200, 200, 200),
 ];
 
+/// Where `/` sends each caller: superusers (and anonymous visitors, on their way to sign in) to
+/// the settings, members to their runs.
+const ROOT_CASES: [&str; 3] = ["/app/settings/superuser", "/app/runs", "/app/settings/superuser"];
+
 /// API routes outside Leptos: the status each caller (with a session, not a worker token) gets.
 const API_CASES: &[(&str, u16, u16, u16)] = &[
     ("/healthz", 200, 200, 200),
@@ -280,6 +284,11 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
             }
         }
     }
+    for (i, who) in [Who::Anonymous, Who::Member, Who::Superuser].into_iter().enumerate() {
+        let mut c = caller_as(&app, who, [10, 0, 4, i as u8]).await;
+        let r = c.get("/").await;
+        assert_eq!(r.location.as_deref(), Some(ROOT_CASES[i]), "GET / as {who:?}");
+    }
     assert_eq!(snapshot(&state).await, before);
     t.finish().await;
 });
@@ -289,7 +298,8 @@ on_both_backends!(sign_in_rotates_the_session_and_sets_a_strict_cookie, |t| {
     let mut c = Caller::new(&app, [10, 1, 0, 1]);
     let r = c.login(MEMBER.0, MEMBER.1).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body, "\"/app/settings/superuser\"");
+    // A member asked for no page: their runs, not the settings they may not see.
+    assert_eq!(r.body, "\"/app/runs\"");
     let cookie = r.set_cookie.iter().find(|c| c.starts_with("rp_session=")).expect("session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");

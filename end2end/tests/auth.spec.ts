@@ -25,8 +25,11 @@ test.describe('a member', () => {
   // The browser reports the 403 answer itself as a console error.
   test.use({ allowedConsoleErrors: [/status of 403/] });
 
-  test('who signs in gets the 403 page', async ({ page }) => {
+  test('who signs in lands on the runs and gets the 403 page on the settings', async ({ page }) => {
   await signIn(page, accounts.member);
+  await expect(page).toHaveURL(/\/app\/runs$/);
+  await expect(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' })).toHaveCount(0);
+  await page.goto('/app/settings/superuser');
   await expect(page.getByTestId('forbidden')).toBeVisible();
   await expect(page.getByTestId('detail-panel')).toHaveCount(0);
   const status = await page.evaluate(async () => (await fetch('/app/settings/superuser')).status);

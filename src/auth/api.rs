@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use super::AuthUser;
 
 /// Signs in and returns where to go next: `next` when it is a path on this site, else the
-/// settings page. A form posted without JavaScript is redirected there directly.
+/// settings page for a superuser and the runs for a member. A form posted without JavaScript is
+/// redirected there directly.
 #[server(endpoint = "login")]
 pub async fn login(email: String, password: String, next: Option<String>) -> Result<String, ServerFnError> {
     use super::server;
@@ -19,7 +20,11 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
     let user = server::authenticate(&state, &email, &password, &client).await?;
     server::start_session(&session, &user).await?;
     tracing::info!(user = user.email, "signed in");
-    let target = server::safe_next(next.as_deref());
+    let asked = next.as_deref().filter(|n| !n.is_empty());
+    let target = match asked {
+        None if user.role != super::Role::Superuser => "/app/runs".to_string(),
+        _ => server::safe_next(asked),
+    };
     if server::is_plain_form_post() {
         leptos_axum::redirect(&target);
     }
