@@ -16,5 +16,10 @@ for (const [name, width, height] of [['desktop', 1280, 900], ['phone', 390, 844]
       expect(overflow, `${c} overflows at ${width}px`).toBeLessThanOrEqual(0);
       await page.screenshot({ path: `screenshots/${c}-${name}.png`, fullPage: true });
     }
+    await page.goto('/app/runs');
+    await waitForHydration(page);
+    await page.screenshot({ path: `screenshots/runs-${name}.png`, fullPage: true });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow, `runs overflow at ${width}px`).toBeLessThanOrEqual(0);
   });
 }
