@@ -141,7 +141,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
 /// Says at start which layers resolution skips, and which `POLICY__` variables name no key.
 async fn log_policy_warnings(policy: &PolicyStore) {
-    for (name, _) in std::env::vars() {
+    // vars_os: a variable that is not UTF-8 (anyone's) must not stop the server.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
         if let Some(rest) = name.strip_prefix("POLICY__") {
             if !crate::policy::REGISTRY.iter().any(|s| s.env_var() == name) {
                 tracing::warn!("{name} names no policy key (POLICY__{rest}); it is ignored");

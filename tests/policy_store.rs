@@ -184,6 +184,14 @@ on_both_backends!(the_database_refuses_to_change_the_audit_log, |t| {
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = sqlx::query("DELETE FROM admin_runtime_policy_audit").execute(&t.db.pool).await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));
+    if t.db.backend == Backend::Sqlite {
+        // Re-inserting an id (delete + insert) cannot rewrite a row either.
+        let mut conn = t.db.pool.acquire().await.unwrap();
+        sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM admin_runtime_policy_audit").execute(&mut *conn).await.unwrap();
+        sqlx::query("UPDATE forged SET reason = 'forged'").execute(&mut *conn).await.unwrap();
+        let e = sqlx::query("INSERT OR REPLACE INTO admin_runtime_policy_audit SELECT * FROM forged").execute(&mut *conn).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+    }
     if t.db.backend == Backend::Postgres {
         let truncate = sqlx::query("TRUNCATE admin_runtime_policy_audit").execute(&t.db.pool).await;
         assert!(truncate.unwrap_err().to_string().contains("append-only"));

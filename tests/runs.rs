@@ -308,6 +308,14 @@ on_both_backends!(the_database_refuses_to_change_a_snapshot, |t| {
         let e = sqlx::query(sql).bind(run.id).execute(&t.db.pool).await.unwrap_err();
         assert!(e.to_string().contains("the policy snapshot is immutable"), "{sql}: {e}");
     }
+    if t.db.backend == runtime_policy::config::Backend::Sqlite {
+        // Re-inserting the id with another snapshot (delete + insert) is refused too.
+        let mut conn = t.db.pool.acquire().await.unwrap();
+        sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM runs WHERE id = $1").bind(run.id).execute(&mut *conn).await.unwrap();
+        sqlx::query("UPDATE forged SET policy_snapshot = '{}'").execute(&mut *conn).await.unwrap();
+        let e = sqlx::query("INSERT OR REPLACE INTO runs SELECT * FROM forged").execute(&mut *conn).await.unwrap_err();
+        assert!(e.to_string().contains("the policy snapshot is immutable"), "{e}");
+    }
     // Progress columns stay writable.
     sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1").bind(run.id).execute(&t.db.pool).await.unwrap();
     assert_eq!(runs::snapshot(&t.db, run.id).await.unwrap(), before);

@@ -221,14 +221,21 @@ fn finish(
             SaveOutcome::Saved { .. } => ("saved", String::new()),
             SaveOutcome::Unchanged { .. } => ("unchanged", String::new()),
             SaveOutcome::Invalid { message, .. } => ("error", message.clone()),
-            SaveOutcome::Conflict(c) => ("conflict", StoreError::Conflict(c.clone()).to_string()),
+            SaveOutcome::Conflict(c) => {
+                // The address must stay short: the value in the message is cut.
+                let mut c = c.clone();
+                c.current_value = c.current_value.map(|v| {
+                    serde_json::Value::String(super::value::truncate(&super::value::canonical_json(&v), 120))
+                });
+                ("conflict", StoreError::Conflict(c).to_string())
+            }
         };
         let key = outcome.key();
         leptos_axum::redirect(&format!(
             "{back}?key={}&notice={notice}&msg={}#{}",
             crate::settings::encode_query(key),
-            crate::settings::encode_query(&message),
-            crate::settings::key_anchor(key)
+            crate::settings::encode_query(&super::value::truncate(&message, 600)),
+            crate::settings::encode_query(&crate::settings::key_anchor(key))
         ));
     }
     Ok(outcome)

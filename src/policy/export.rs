@@ -82,7 +82,8 @@ async fn export(
 
 fn csv_field(s: &str) -> String {
     // Quote every field that needs it; a leading formula character is defused for spreadsheets.
-    let s = if s.starts_with(['=', '+', '-', '@']) && !s.starts_with(|c: char| c == '-' && s[1..].starts_with(|d: char| d.is_ascii_digit())) {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
+    let s = if formula {
         format!("'{s}")
     } else {
         s.to_string()
@@ -144,5 +145,7 @@ mod tests {
         assert!(line.contains(r#""[""pdf"",""txt""]""#), "{line}");
         assert!(line.contains(r#""'=cmd, ""quoted""""#), "{line}");
         assert_eq!(csv_field("-5"), "-5");
+        assert_eq!(csv_field("-1+1+cmd|' /C calc'!A0"), "'-1+1+cmd|' /C calc'!A0");
+        assert_eq!(csv_field("\tx"), "'\tx");
     }
 }

@@ -417,6 +417,9 @@ impl KeySpec {
             },
             Kind::Text { min_chars, max_chars, must_contain } => {
                 let s = v.as_str().ok_or_else(|| self.reject(v))?;
+                if s.contains('\0') {
+                    return Err(self.fail("got a NUL character"));
+                }
                 let n = s.chars().count();
                 if n < min_chars || n > max_chars {
                     return Err(self.fail(format!("got {n} characters")));
@@ -507,7 +510,9 @@ impl KeySpec {
     pub fn parse_text(&self, raw: &str) -> Result<PolicyValue, ValidationError> {
         let trimmed = raw.trim();
         match self.kind {
-            Kind::Text { .. } => return self.parse_json(&Json::String(raw.to_string())),
+            // A browser posts a textarea's line breaks as CRLF; the value is stored with LF, so
+            // re-saving an unchanged prompt is a no-op.
+            Kind::Text { .. } => return self.parse_json(&Json::String(raw.replace("\r\n", "\n"))),
             _ if trimmed.is_empty() => return Err(self.reject(&Json::String(String::new()))),
             _ => {}
         }

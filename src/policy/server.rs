@@ -125,6 +125,9 @@ pub struct PolicyStore {
 fn check_reason(reason: Option<&str>) -> Result<Option<String>, StoreError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if let Some(r) = reason {
+        if r.contains('\0') {
+            return Err(StoreError::Invalid(ValidationError::new("reason", "must not contain a NUL character")));
+        }
         let n = r.chars().count();
         if n > MAX_REASON_CHARS {
             return Err(StoreError::Invalid(ValidationError::new(

@@ -223,3 +223,11 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn text_keys_store_line_breaks_as_lf_and_refuse_nul() {
+    let s = spec("worker.default_block_prompt").unwrap();
+    let posted = "Extract.\r\n\r\n{{block_text}}";
+    assert_eq!(s.parse_text(posted).unwrap(), PolicyValue::Text("Extract.\n\n{{block_text}}".into()));
+    assert!(s.parse_text("a\0{{block_text}}").is_err());
+}

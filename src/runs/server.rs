@@ -118,6 +118,9 @@ impl NewBlocks {
             if t.trim().is_empty() {
                 return Err(RunError::invalid(&format!("{field}[{i}]"), "is empty"));
             }
+            if t.contains('\0') {
+                return Err(RunError::invalid(&format!("{field}[{i}]"), "contains a NUL character, which cannot be stored"));
+            }
             let n = t.chars().count();
             if n > MAX_BLOCK_CHARS {
                 return Err(RunError::invalid(
@@ -494,6 +497,9 @@ async fn not_held(
 }
 
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), RunError> {
+    if text.contains('\0') {
+        return Err(RunError::invalid(field, "contains a NUL character, which cannot be stored"));
+    }
     let n = text.chars().count();
     if n > max {
         return Err(RunError::invalid(field, format!("has {n} characters; at most {max} are allowed")));
