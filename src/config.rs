@@ -100,6 +100,12 @@ pub struct Config {
     /// Marks the session cookie `Secure`; set `COOKIE_SECURE=true` when the site is served
     /// over TLS (directly or behind a proxy), so the cookie never travels in clear text.
     pub cookie_secure: bool,
+    /// The site's address as browsers see it (`https://policy.example.com`), when a reverse
+    /// proxy rewrites `Host`: the same-origin check compares `Origin` with it.
+    pub public_origin: Option<String>,
+    /// Take the client address for sign-in throttling from the last `X-Forwarded-For` entry
+    /// (only behind a proxy that sets it; otherwise clients could pick their own address).
+    pub trust_proxy: bool,
 }
 
 impl Config {
@@ -149,6 +155,29 @@ impl Config {
             }
         };
 
+        let public_origin = match get("PUBLIC_ORIGIN").map(|v| v.trim().trim_end_matches('/').to_string()) {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v) => {
+                let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
+                match rest {
+                    Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => Some(v.to_ascii_lowercase()),
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "PUBLIC_ORIGIN: expected scheme://host[:port] such as https://policy.example.com, got \"{v}\""
+                        )))
+                    }
+                }
+            }
+        };
+        let trust_proxy = match get("TRUST_PROXY").as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError(format!("TRUST_PROXY: expected true or false, got \"{other}\"")))
+            }
+        };
+
         let leptos_options = LeptosOptions::builder()
             .output_name("runtime-policy")
             .site_root(site_root)
@@ -156,7 +185,7 @@ impl Config {
             .site_addr(site_addr)
             .env(env)
             .build();
-        Ok(Config { database_url, leptos_options, cookie_secure })
+        Ok(Config { database_url, leptos_options, cookie_secure, public_origin, trust_proxy })
     }
 }
 
@@ -205,6 +234,18 @@ mod tests {
         assert!(e.0.starts_with("LEPTOS_SITE_ADDR:"), "{e}");
         let e = Config::from_lookup(lookup(&[("LEPTOS_ENV", "staging")])).unwrap_err();
         assert!(e.0.starts_with("LEPTOS_ENV:"), "{e}");
+    }
+
+    #[test]
+    fn proxy_settings_are_validated() {
+        let c = Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://Policy.example.com/"), ("TRUST_PROXY", "true")])).unwrap();
+        assert_eq!(c.public_origin.as_deref(), Some("https://policy.example.com"));
+        assert!(c.trust_proxy);
+        for bad in ["policy.example.com", "https://", "https://a.example/path"] {
+            let e = Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", bad)])).unwrap_err();
+            assert!(e.0.starts_with("PUBLIC_ORIGIN:"), "{e}");
+        }
+        assert!(Config::from_lookup(lookup(&[("TRUST_PROXY", "maybe")])).unwrap_err().0.starts_with("TRUST_PROXY:"));
     }
 
     #[test]

@@ -124,7 +124,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let addr = options.site_addr;
-    let state = AppState::open(db, &config.database_url, options, config.cookie_secure).await?;
+    let mut state = AppState::open(db, &config.database_url, options, config.cookie_secure).await?;
+    state.auth.public_origin = config.public_origin.clone();
+    state.auth.trust_proxy = config.trust_proxy;
     state.auth.sessions.spawn_cleanup();
     log_policy_warnings(&state.policy).await;
     let app = router(state);

@@ -16,7 +16,7 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
         tracing::error!("login called without the session layer");
         server::AuthError::Internal.into_server_fn_error()
     })?;
-    let client = server::client_address(&parts);
+    let client = server::client_address(&parts, state.auth.trust_proxy);
     let user = server::authenticate(&state, &email, &password, &client).await?;
     server::start_session(&session, &user).await?;
     tracing::info!(user = user.email, "signed in");

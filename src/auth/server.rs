@@ -751,6 +751,10 @@ pub struct AuthServices {
     pub hasher: Hasher,
     pub sessions: SessionBackend,
     pub cookie_secure: bool,
+    /// `PUBLIC_ORIGIN`, for the same-origin check behind a proxy that rewrites `Host`.
+    pub public_origin: Option<String>,
+    /// `TRUST_PROXY`: the client address comes from `X-Forwarded-For`.
+    pub trust_proxy: bool,
 }
 
 impl AuthServices {
@@ -759,7 +763,7 @@ impl AuthServices {
         let hasher = tokio::task::spawn_blocking(Hasher::default)
             .await
             .map_err(|e| DbOpenError(format!("cannot start the password hasher: {e}")))?;
-        Ok(AuthServices { hasher, sessions, cookie_secure })
+        Ok(AuthServices { hasher, sessions, cookie_secure, public_origin: None, trust_proxy: false })
     }
 }
 
@@ -893,8 +897,9 @@ pub async fn guard_server_fns(req: Request, next: Next) -> Response {
 /// Middleware: a request that can change state (anything but GET, HEAD, OPTIONS) must come
 /// from this site. `Origin` decides when present; otherwise `Sec-Fetch-Site`; a client that
 /// sends neither (curl, a worker) is not a browser acting for someone else and passes.
-pub async fn same_origin_only(req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || is_same_site(req.headers()) {
+pub async fn same_origin_only(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe || is_same_site_for(req.headers(), state.auth.public_origin.as_deref()) {
         next.run(req).await
     } else {
         (StatusCode::FORBIDDEN, "Cross-site requests are refused.").into_response()
@@ -903,9 +908,18 @@ pub async fn same_origin_only(req: Request, next: Next) -> Response {
 
 /// True unless the headers say the request comes from another site.
 pub fn is_same_site(headers: &HeaderMap) -> bool {
+    is_same_site_for(headers, None)
+}
+
+/// Like [`is_same_site`], with `Origin` compared to the configured public origin when there is
+/// one (behind a proxy the `Host` header may name the proxy's upstream instead).
+pub fn is_same_site_for(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if let Some(origin) = headers.get(header::ORIGIN) {
         let Ok(origin) = origin.to_str() else { return false };
+        if let Some(public) = public_origin {
+            return origin.trim_end_matches('/').eq_ignore_ascii_case(public);
+        }
         let origin_host = origin.split_once("://").map(|(_, rest)| rest);
         return match (origin_host, host) {
             (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
@@ -918,8 +932,22 @@ pub fn is_same_site(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The client address for throttling, from the connection.
-pub fn client_address(parts: &axum::http::request::Parts) -> String {
+/// The client address for throttling: the connection's peer, or with `trust_proxy` the last
+/// `X-Forwarded-For` entry (the address the nearest proxy saw).
+pub fn client_address(parts: &axum::http::request::Parts, trust_proxy: bool) -> String {
+    if trust_proxy {
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .last();
+        if let Some(ip) = forwarded {
+            return ip.to_string();
+        }
+    }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -935,7 +963,7 @@ pub fn layers(router: Router, state: &AppState) -> Router {
         .layer(axum::middleware::from_fn(guard_server_fns))
         .layer(axum::middleware::from_fn_with_state(state.clone(), load_user));
     let router = state.auth.sessions.layer(router, state.auth.cookie_secure);
-    router.layer(axum::middleware::from_fn(same_origin_only))
+    router.layer(axum::middleware::from_fn_with_state(state.clone(), same_origin_only))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -993,6 +1021,20 @@ mod tests {
     }
 
     #[test]
+    fn client_address_reads_forwarded_for_only_when_trusted() {
+        let req = axum::http::Request::builder()
+            .header("x-forwarded-for", "203.0.113.9, 198.51.100.7")
+            .body(())
+            .unwrap();
+        let (mut parts, _) = req.into_parts();
+        parts.extensions.insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 4000))));
+        assert_eq!(client_address(&parts, false), "10.0.0.1");
+        assert_eq!(client_address(&parts, true), "198.51.100.7");
+        parts.headers.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(client_address(&parts, true), "10.0.0.1");
+    }
+
+    #[test]
     fn login_path_encodes_next() {
         assert_eq!(login_path_for("/app/settings/superuser?a=b&c"), "/login?next=/app/settings/superuser%3Fa%3Db%26c");
     }
@@ -1045,5 +1087,10 @@ mod tests {
         assert!(!is_same_site(&h(&[("sec-fetch-site", "same-site")])));
         assert!(is_same_site(&h(&[("sec-fetch-site", "same-origin")])));
         assert!(is_same_site(&h(&[])));
+        // Behind a proxy that rewrites Host, the configured public origin decides.
+        let proxied = h(&[("host", "127.0.0.1:3000"), ("origin", "https://policy.example.com")]);
+        assert!(!is_same_site(&proxied));
+        assert!(is_same_site_for(&proxied, Some("https://policy.example.com")));
+        assert!(!is_same_site_for(&h(&[("origin", "https://evil.example")]), Some("https://policy.example.com")));
     }
 }
