@@ -259,3 +259,30 @@ on_both_backends!(history_filters_by_key_actor_and_time_and_pages, |t| {
     assert!(matches!(s.history(&AuditFilter { from: Some("yesterday".into()), ..Default::default() }).await, Err(StoreError::Invalid(_))));
     t.finish().await;
 });
+
+on_both_backends!(a_registry_change_is_judged_by_the_default_model_in_force, |t| {
+    // The env layer holds a registry without anthropic and a default model that exists there;
+    // an admin default model that the env registry lacks is skipped at resolution.
+    let env = HashMap::from([
+        (
+            "models.provider_registry".to_string(),
+            r#"[{"id":"openai","label":"OpenAI","enabled":true,"models":["gpt-4.1"]}]"#.to_string(),
+        ),
+        ("models.platform_default_model".to_string(), "openai/gpt-4.1".to_string()),
+    ]);
+    let s = PolicyStore::new(t.db.clone(), env);
+    sqlx::query("INSERT INTO admin_runtime_policy (key, value, version, updated_by, updated_at) VALUES ('models.platform_default_model', '\"anthropic/claude-sonnet-4-5\"', 1, 'old@example.com', '2026-01-01T00:00:00.000000Z')")
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+    let r = s.resolve_key("models.platform_default_model").await.unwrap();
+    assert_eq!(r.provenance(), "effective=\"openai/gpt-4.1\" (source=env)");
+    // Adding a model to the registry keeps the model in force available: allowed.
+    let wider = serde_json::json!([{"id": "openai", "label": "OpenAI", "enabled": true, "models": ["gpt-4.1", "o3"]}]);
+    s.update(&alice(), "models.provider_registry", &wider, 0, None).await.unwrap();
+    // Dropping the model in force is refused.
+    let narrower = serde_json::json!([{"id": "openai", "label": "OpenAI", "enabled": true, "models": ["o3"]}]);
+    let e = s.update(&alice(), "models.provider_registry", &narrower, 1, None).await.unwrap_err();
+    assert!(e.to_string().contains("openai/gpt-4.1"), "{e}");
+    t.finish().await;
+});

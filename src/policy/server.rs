@@ -369,7 +369,11 @@ impl PolicyStore {
             s.key.to_string(),
             AdminEntry { value: new_json.clone(), version: new_version, updated_by: actor.email.clone(), updated_at: now.clone() },
         );
-        check_default_model(&Layers { env: (*self.env).clone(), admin }, s.key)?;
+        let model_before = before
+            .iter()
+            .find(|r| r.key == "models.platform_default_model")
+            .and_then(|r| r.value.as_str().map(str::to_string));
+        check_default_model(&Layers { env: (*self.env).clone(), admin }, s.key, model_before)?;
 
         let new_text = new_json.as_ref().map(canonical_json);
         sqlx::query(
@@ -471,8 +475,10 @@ fn normalise_bound(field: &str, raw: &str) -> Result<String, StoreError> {
     })
 }
 
-/// Refuses a state in which the default model would point at a missing or disabled model.
-fn check_default_model(layers: &Layers, changed: &str) -> Result<(), StoreError> {
+/// Refuses a change that would leave the default model pointing at a missing or disabled model.
+/// For a registry change that is the default model in force before it (`model_before`); for a
+/// change of the default model itself, the value the precedence chain now picks.
+fn check_default_model(layers: &Layers, changed: &str, model_before: Option<String>) -> Result<(), StoreError> {
     if changed != "models.provider_registry" && changed != "models.platform_default_model" {
         return Ok(());
     }
@@ -492,8 +498,12 @@ fn check_default_model(layers: &Layers, changed: &str) -> Result<(), StoreError>
     .into_iter()
     .flatten()
     .next();
-    let Some(model) = chosen else { return Ok(()) };
-    let model = model.as_str().unwrap_or_default().to_string();
+    let model = if changed == "models.provider_registry" {
+        model_before
+    } else {
+        chosen.and_then(|m| m.as_str().map(str::to_string))
+    };
+    let Some(model) = model else { return Ok(()) };
     if model_in_registry(&model, &providers) {
         return Ok(());
     }
