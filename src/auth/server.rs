@@ -775,6 +775,12 @@ struct SessionAuth {
     last_seen: i64,
 }
 
+/// True once a session (times in Unix seconds) is past its idle or its absolute timeout; the
+/// absolute one holds however active the session has been.
+fn session_expired(signed_in_at: i64, last_seen: i64, now: i64) -> bool {
+    now - signed_in_at >= ABSOLUTE_TIMEOUT.as_secs() as i64 || now - last_seen >= IDLE_TIMEOUT.as_secs() as i64
+}
+
 /// Starts a signed-in session: a new session id (so an id planted before sign-in is useless),
 /// then the user and the sign-in time for the absolute timeout.
 pub async fn start_session(session: &Session, user: &AuthUser) -> Result<(), AuthError> {
@@ -806,8 +812,7 @@ async fn resolve_session(state: &AppState, session: &Session) -> Result<Option<A
         return Ok(None);
     };
     let now = Utc::now().timestamp();
-    let expired = now - auth.signed_in_at >= ABSOLUTE_TIMEOUT.as_secs() as i64
-        || now - auth.last_seen >= IDLE_TIMEOUT.as_secs() as i64;
+    let expired = session_expired(auth.signed_in_at, auth.last_seen, now);
     let user = if expired { None } else { active_user(&state.db, auth.user_id).await? };
     match user {
         None => {
@@ -1032,6 +1037,17 @@ mod tests {
         assert_eq!(client_address(&parts, true), "198.51.100.7");
         parts.headers.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
         assert_eq!(client_address(&parts, true), "10.0.0.1");
+    }
+
+    #[test]
+    fn sessions_expire_after_30_idle_minutes_or_12_hours_in_all() {
+        let t0 = 1_000_000;
+        assert!(!session_expired(t0, t0, t0 + 29 * 60));
+        assert!(session_expired(t0, t0, t0 + 30 * 60));
+        // Active all along (seen a minute ago), but signed in 12 hours ago.
+        let twelve_h = 12 * 3600;
+        assert!(!session_expired(t0, t0 + twelve_h - 120, t0 + twelve_h - 60));
+        assert!(session_expired(t0, t0 + twelve_h - 60, t0 + twelve_h));
     }
 
     #[test]
