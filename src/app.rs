@@ -12,6 +12,19 @@ use crate::settings::SettingsPage;
 /// Where `/` sends a visitor.
 pub const HOME_PATH: &str = "/app/settings/superuser";
 
+/// Percent-encodes `s` for a URL, leaving unreserved characters and those in `keep` as they are.
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {

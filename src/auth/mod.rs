@@ -192,13 +192,19 @@ pub fn Forbidden() -> impl IntoView {
 /// server function checks again); this keeps client-side navigation consistent with it.
 #[component]
 pub fn SuperuserArea() -> impl IntoView {
+    signed_in_area(true)
+}
+
+/// The pages under a parent route for signed-in users (`superuser_only`: superusers, others
+/// get the 403 page); anyone else is sent to sign in and brought back to the same address.
+pub fn signed_in_area(superuser_only: bool) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let location = use_location();
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {
-                    Ok(Some(u)) if u.role == Role::Superuser => view! { <Outlet /> }.into_any(),
+                    Ok(Some(u)) if !superuser_only || u.role == Role::Superuser => view! { <Outlet /> }.into_any(),
                     Ok(Some(_)) => view! { <Forbidden /> }.into_any(),
                     _ => {
                         let path = location.pathname.get_untracked();
@@ -215,13 +221,5 @@ pub fn SuperuserArea() -> impl IntoView {
 
 /// `/login?next=<path>` with `path` percent-encoded (shared by server and client).
 pub fn login_href(next: &str) -> String {
-    let mut out = String::from("/login?next=");
-    for b in next.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    format!("/login?next={}", crate::app::percent_encode(next, b"/"))
 }

@@ -195,6 +195,12 @@ async fn claim(
     Ok(Json(json!(claim)).into_response())
 }
 
+/// The fields of a block report: the worker, the attempt it holds, and the text named `text`.
+fn report<'a>(body: &'a Map<String, Value>, text: &str) -> Result<(WorkerName, i64, &'a str), ApiError> {
+    let name = WorkerName::parse(string_field(body, "worker")?)?;
+    Ok((name, int_field(body, "attempt")?, string_field(body, text)?))
+}
+
 /// `POST /api/v1/runs/{id}/blocks/{uid}/complete` with `{"worker", "attempt", "result"}`.
 async fn complete(
     State(state): State<AppState>,
@@ -205,9 +211,7 @@ async fn complete(
     worker(&state, &headers).await?;
     let id = run_id(&id)?;
     let body = object(&body)?;
-    let name = WorkerName::parse(string_field(&body, "worker")?)?;
-    let attempt = int_field(&body, "attempt")?;
-    let result = string_field(&body, "result")?;
+    let (name, attempt, result) = report(&body, "result")?;
     let out = server::complete(&state.db, id, &uid, &name, attempt, result).await?;
     Ok(Json(json!(out)).into_response())
 }
@@ -223,9 +227,7 @@ async fn fail(
     worker(&state, &headers).await?;
     let id = run_id(&id)?;
     let body = object(&body)?;
-    let name = WorkerName::parse(string_field(&body, "worker")?)?;
-    let attempt = int_field(&body, "attempt")?;
-    let error = string_field(&body, "error")?;
+    let (name, attempt, error) = report(&body, "error")?;
     let out = server::fail(&state.db, id, &uid, &name, attempt, error).await?;
     Ok(Json(json!(out)).into_response())
 }

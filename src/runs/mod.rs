@@ -15,10 +15,9 @@ pub mod server;
 pub mod worker;
 
 use leptos::prelude::*;
-use leptos_router::components::{Outlet, Redirect, A};
-use leptos_router::hooks::{use_location, use_navigate, use_params_map};
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map};
 
-use crate::auth::{login_href, Auth};
 pub use api::{create_run, get_run, list_runs, CreateRun, GetRun, ListRuns, RunDetail, RunSummary, SnapshotKeyView};
 
 /// The run list.
@@ -39,21 +38,7 @@ fn error_text(e: &ServerFnError) -> String {
 /// Which runs a user sees is decided on the server, in every server function.
 #[component]
 pub fn RunsArea() -> impl IntoView {
-    let auth = expect_context::<Auth>();
-    let location = use_location();
-    view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match auth.user.await {
-                    Ok(Some(_)) => view! { <Outlet /> }.into_any(),
-                    _ => {
-                        let here = location.pathname.get_untracked();
-                        view! { <Redirect path=login_href(&here) /> }.into_any()
-                    }
-                }
-            })}
-        </Suspense>
-    }
+    crate::auth::signed_in_area(false)
 }
 
 /// `/app/runs`: the runs the user may see, newest first, and a form that creates one.

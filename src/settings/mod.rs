@@ -93,15 +93,7 @@ pub fn key_href(key: &str) -> String {
 
 /// Percent-encodes a query-string value.
 pub fn encode_query(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::app::percent_encode(s, b"")
 }
 
 /// Edits in progress and the last outcome per key. They live above the page so that reloading
