@@ -1,3 +1,6 @@
+//! The app: the HTML shell, the routes, the top bar and the not-found page. Only the
+//! composition root (`web/`) and the wasm entry point use it.
+
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -5,25 +8,11 @@ use leptos_router::{
     path, SsrMode,
 };
 
-use crate::auth::{provide_auth, LoginPage, SuperuserArea, UserMenu};
+use crate::auth::types::Role;
+use crate::auth::{provide_auth, Auth, LoginPage, SuperuserArea, UserMenu};
+use crate::paths;
 use crate::runs::{RunPage, RunsArea, RunsPage};
-use crate::settings::SettingsPage;
-
-/// Where `/` sends a visitor.
-pub const HOME_PATH: &str = "/app/settings/superuser";
-
-/// Percent-encodes `s` for a URL, leaving unreserved characters and those in `keep` as they are.
-pub fn percent_encode(s: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::settings::{provide_editor_state, SettingsPage};
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -48,7 +37,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
-    crate::settings::provide_editor_state();
+    provide_editor_state();
     view! {
         <Stylesheet id="leptos" href="/pkg/runtime-policy.css" />
         <Title text="Runtime Policy" />
@@ -88,7 +77,7 @@ pub fn App() -> impl IntoView {
 /// Links to the two areas, for whoever is signed in (the server checks access either way).
 #[component]
 fn MainNav() -> impl IntoView {
-    let auth = expect_context::<crate::auth::Auth>();
+    let auth = expect_context::<Auth>();
     view! {
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
@@ -97,11 +86,11 @@ fn MainNav() -> impl IntoView {
                     .ok()
                     .flatten()
                     .map(|u| {
-                        let superuser = u.role == crate::auth::Role::Superuser;
+                        let superuser = u.role == Role::Superuser;
                         view! {
                             <nav class="main-nav" aria-label="Main">
-                                {superuser.then(|| view! { <A href=HOME_PATH>"Settings"</A> })}
-                                <A href="/app/runs">"Runs"</A>
+                                {superuser.then(|| view! { <A href=paths::SETTINGS>"Settings"</A> })}
+                                <A href=paths::RUNS>"Runs"</A>
                             </nav>
                         }
                     })
@@ -122,7 +111,7 @@ fn NotFound() -> impl IntoView {
         <section class="notice">
             <h1>"Page not found"</h1>
             <p>
-                <a href=HOME_PATH>"Back to the settings"</a>
+                <a href=paths::SETTINGS>"Back to the settings"</a>
             </p>
         </section>
     }

@@ -1,24 +1,15 @@
-//! Configuration from the environment. Every problem becomes a one-line [`ConfigError`]
-//! that names the variable, never a panic.
+//! Configuration from the environment. Every problem becomes a one-line
+//! [`AppError::Config`] that names the variable, never a panic.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use leptos::config::{Env, LeptosOptions};
 
+use crate::error::AppError;
+
 /// The SQLite file used when `DATABASE_URL` is unset.
 pub const DEFAULT_SQLITE_PATH: &str = "data/runtime-policy.db";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -46,9 +37,9 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    pub fn parse(raw: &str) -> Result<DatabaseUrl, ConfigError> {
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, AppError> {
         let raw = raw.trim();
-        let err = |problem: &str| ConfigError(format!("DATABASE_URL: {problem}"));
+        let err = |problem: &str| AppError::Config(format!("DATABASE_URL: {problem}"));
         if let Some(rest) = raw.strip_prefix("sqlite:") {
             let rest = rest.strip_prefix("//").unwrap_or(rest);
             let (path, query) = match rest.split_once('?') {
@@ -110,12 +101,12 @@ pub struct Config {
 
 impl Config {
     /// Reads the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub fn from_env() -> Result<Config, AppError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads configuration through `get`, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, AppError> {
         let database_url = match get("DATABASE_URL") {
             Some(raw) => DatabaseUrl::parse(&raw)?,
             None => DatabaseUrl::parse(&format!("sqlite://{DEFAULT_SQLITE_PATH}"))?,
@@ -124,14 +115,14 @@ impl Config {
         let site_addr: SocketAddr = match get("LEPTOS_SITE_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
             Some(raw) => raw.trim().parse().map_err(|_| {
-                ConfigError(format!(
+                AppError::Config(format!(
                     "LEPTOS_SITE_ADDR: expected IP:PORT such as 127.0.0.1:3000, got \"{raw}\""
                 ))
             })?,
         };
         let site_root = get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_string());
         if site_root.trim().is_empty() {
-            return Err(ConfigError(
+            return Err(AppError::Config(
                 "LEPTOS_SITE_ROOT: is empty; give the folder that holds pkg/ (default target/site)".into(),
             ));
         }
@@ -139,7 +130,7 @@ impl Config {
             None | Some("prod") | Some("production") => Env::PROD,
             Some("dev") | Some("development") => Env::DEV,
             Some(other) => {
-                return Err(ConfigError(format!(
+                return Err(AppError::Config(format!(
                     "LEPTOS_ENV: expected PROD or DEV, got \"{other}\""
                 )))
             }
@@ -149,7 +140,7 @@ impl Config {
             None | Some("") | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
-                return Err(ConfigError(format!(
+                return Err(AppError::Config(format!(
                     "COOKIE_SECURE: expected true or false, got \"{other}\""
                 )))
             }
@@ -163,7 +154,7 @@ impl Config {
                 match rest {
                     Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => Some(v.to_ascii_lowercase()),
                     _ => {
-                        return Err(ConfigError(format!(
+                        return Err(AppError::Config(format!(
                             "PUBLIC_ORIGIN: expected scheme://host[:port] such as https://policy.example.com, got \"{v}\""
                         )))
                     }
@@ -174,7 +165,7 @@ impl Config {
             None | Some("") | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
-                return Err(ConfigError(format!("TRUST_PROXY: expected true or false, got \"{other}\"")))
+                return Err(AppError::Config(format!("TRUST_PROXY: expected true or false, got \"{other}\"")))
             }
         };
 
@@ -209,14 +200,14 @@ mod tests {
     #[test]
     fn rejects_an_unknown_scheme_naming_the_variable() {
         let e = Config::from_lookup(lookup(&[("DATABASE_URL", "nonsense://x")])).unwrap_err();
-        assert!(e.0.starts_with("DATABASE_URL: unsupported scheme \"nonsense\""), "{e}");
-        assert!(!e.0.contains('\n'));
+        assert!(e.to_string().starts_with("DATABASE_URL: unsupported scheme \"nonsense\""), "{e}");
+        assert!(!e.to_string().contains('\n'));
     }
 
     #[test]
     fn rejects_in_memory_sqlite_and_empty_values() {
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
-        assert!(DatabaseUrl::parse("").unwrap_err().0.contains("empty"));
+        assert!(DatabaseUrl::parse("").unwrap_err().to_string().contains("empty"));
     }
 
     #[test]
@@ -231,9 +222,9 @@ mod tests {
     #[test]
     fn rejects_a_bad_site_address_naming_the_variable() {
         let e = Config::from_lookup(lookup(&[("LEPTOS_SITE_ADDR", "localhost")])).unwrap_err();
-        assert!(e.0.starts_with("LEPTOS_SITE_ADDR:"), "{e}");
+        assert!(e.to_string().starts_with("LEPTOS_SITE_ADDR:"), "{e}");
         let e = Config::from_lookup(lookup(&[("LEPTOS_ENV", "staging")])).unwrap_err();
-        assert!(e.0.starts_with("LEPTOS_ENV:"), "{e}");
+        assert!(e.to_string().starts_with("LEPTOS_ENV:"), "{e}");
     }
 
     #[test]
@@ -243,9 +234,9 @@ mod tests {
         assert!(c.trust_proxy);
         for bad in ["policy.example.com", "https://", "https://a.example/path"] {
             let e = Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", bad)])).unwrap_err();
-            assert!(e.0.starts_with("PUBLIC_ORIGIN:"), "{e}");
+            assert!(e.to_string().starts_with("PUBLIC_ORIGIN:"), "{e}");
         }
-        assert!(Config::from_lookup(lookup(&[("TRUST_PROXY", "maybe")])).unwrap_err().0.starts_with("TRUST_PROXY:"));
+        assert!(Config::from_lookup(lookup(&[("TRUST_PROXY", "maybe")])).unwrap_err().to_string().starts_with("TRUST_PROXY:"));
     }
 
     #[test]
@@ -253,7 +244,7 @@ mod tests {
         assert!(!Config::from_lookup(lookup(&[])).unwrap().cookie_secure);
         assert!(Config::from_lookup(lookup(&[("COOKIE_SECURE", "true")])).unwrap().cookie_secure);
         let e = Config::from_lookup(lookup(&[("COOKIE_SECURE", "yes please")])).unwrap_err();
-        assert!(e.0.starts_with("COOKIE_SECURE:"), "{e}");
+        assert!(e.to_string().starts_with("COOKIE_SECURE:"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, Executor, Transaction};
 
 use crate::config::{Backend, DatabaseUrl};
+use crate::error::AppError;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -23,26 +24,14 @@ pub struct Db {
     pub backend: Backend,
 }
 
-/// One line that says what went wrong while opening the database, without the password.
-#[derive(Debug)]
-pub struct DbOpenError(pub String);
-
-impl std::fmt::Display for DbOpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DbOpenError {}
-
 impl Db {
     /// Connects without migrating.
-    pub async fn connect(url: &DatabaseUrl) -> Result<Db, DbOpenError> {
+    pub async fn connect(url: &DatabaseUrl) -> Result<Db, AppError> {
         sqlx::any::install_default_drivers();
         if let Some(path) = &url.sqlite_path {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    DbOpenError(format!("DATABASE_URL: cannot create folder {}: {e}", dir.display()))
+                    AppError::Config(format!("DATABASE_URL: cannot create folder {}: {e}", dir.display()))
                 })?;
             }
         }
@@ -64,19 +53,19 @@ impl Db {
             });
         }
         let pool = options.connect(url.as_str()).await.map_err(|e| {
-            DbOpenError(format!("DATABASE_URL: cannot connect: {}", one_line(&e.to_string())))
+            AppError::Unavailable(format!("DATABASE_URL: cannot connect: {}", one_line(&e.to_string())))
         })?;
         Ok(Db { pool, backend })
     }
 
     /// Connects and brings the schema up to date.
-    pub async fn open(url: &DatabaseUrl) -> Result<Db, DbOpenError> {
+    pub async fn open(url: &DatabaseUrl) -> Result<Db, AppError> {
         let db = Db::connect(url).await?;
         db.migrate().await?;
         Ok(db)
     }
 
-    pub async fn migrate(&self) -> Result<(), DbOpenError> {
+    pub async fn migrate(&self) -> Result<(), AppError> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -84,7 +73,7 @@ impl Db {
         migrator
             .run(&self.pool)
             .await
-            .map_err(|e| DbOpenError(format!("migration failed: {}", one_line(&e.to_string()))))
+            .map_err(|e| AppError::Internal(format!("migration failed: {}", one_line(&e.to_string()))))
     }
 
     /// True when the database answers a trivial query.
@@ -103,7 +92,9 @@ impl Db {
     }
 }
 
-fn one_line(s: &str) -> String {
+/// One line of text: line breaks and runs of spaces become one space (database messages
+/// span several lines).
+pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -111,6 +102,12 @@ fn one_line(s: &str) -> String {
 /// text order is time order on both backends.
 pub fn format_ts(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// SHA-256 of `text`, as 64 lower-case hex digits (token hashes, snapshot hashes).
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {

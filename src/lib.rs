@@ -3,18 +3,33 @@
 //! One crate, built twice: with `ssr` it is the server (axum, sqlx, sessions) and the
 //! `runtime-policy` binary; with `hydrate` it is the wasm library that hydrates the pages.
 
-pub mod app;
-pub mod auth;
+// The layers, lowest first (ARCHITECTURE.md; `tests/it/layers.rs` enforces them):
+// paths, error, config, db -> policy -> auth, runs, settings internals -> state
+// -> server functions and HTTP handlers -> components -> app -> web.
+pub mod error;
+pub mod paths;
+
+#[cfg(feature = "ssr")]
+pub mod context;
+
 pub mod policy;
+
+pub mod auth;
 pub mod runs;
 pub mod settings;
+
+pub mod ui;
+
+pub mod app;
 
 #[cfg(feature = "ssr")]
 pub mod config;
 #[cfg(feature = "ssr")]
 pub mod db;
 #[cfg(feature = "ssr")]
-pub mod server;
+pub mod state;
+#[cfg(feature = "ssr")]
+pub mod web;
 
 /// Entry point of the wasm bundle: hydrates the server-rendered page, then marks `<body>` so
 /// tests (and anything else) can tell that the page is interactive.

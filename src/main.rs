@@ -1,13 +1,16 @@
-use std::io::{BufRead, IsTerminal, Write};
+//! The `runtime-policy` binary: parses the command line, sets up logging and the runtime, and
+//! hands each command to its feature's CLI. A failure prints one line and exits with the
+//! error's code (2 for bad input, 1 otherwise).
+
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use runtime_policy::auth::server::{self as auth, AuthError, Email, Hasher, NewPassword, TokenName};
-use runtime_policy::auth::Role;
+use clap::{Parser, Subcommand};
+use runtime_policy::auth::cli::{TokenCommand, UserCommand};
 use runtime_policy::config::Config;
 use runtime_policy::db::Db;
+use runtime_policy::error::{AppError, Exit};
 use runtime_policy::policy::cli::PolicyCommand;
-use runtime_policy::policy::server::PolicyStore;
+use runtime_policy::policy::store::PolicyStore;
 use runtime_policy::runs::cli::{RunCommand, WorkerArgs};
 
 /// Runtime Policy: change how background workers behave, with validation, audit and provenance.
@@ -44,68 +47,13 @@ enum Command {
     Worker(WorkerArgs),
 }
 
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Create a user. The password (at least 12 characters) is read from stdin, or prompted
-    /// for without echo on a terminal.
-    Create {
-        email: String,
-        #[arg(long, value_enum)]
-        role: RoleArg,
-    },
-    /// Disable a user; their sessions stop working at their next request.
-    Disable { email: String },
-    /// List the users.
-    List,
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Create a worker token and print it; it is stored only as a hash and never shown again.
-    Create { name: String },
-    /// Revoke a worker token at once.
-    Revoke { name: String },
-    /// List the worker tokens (names and dates, never the tokens).
-    List,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum RoleArg {
-    Superuser,
-    Member,
-}
-
-impl From<RoleArg> for Role {
-    fn from(r: RoleArg) -> Role {
-        match r {
-            RoleArg::Superuser => Role::Superuser,
-            RoleArg::Member => Role::Member,
-        }
-    }
-}
-
-/// How a command failed: bad input (exit 2, nothing written) or anything else (exit 1).
-enum Failure {
-    Input(String),
-    Other(String),
-}
-
-impl From<AuthError> for Failure {
-    fn from(e: AuthError) -> Failure {
-        match e {
-            AuthError::Invalid { .. } => Failure::Input(e.to_string()),
-            other => Failure::Other(other.to_string()),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();
-            return ExitCode::SUCCESS;
+            return Exit::Success.into();
         }
         Err(e) => {
             // clap's own message spans several lines; keep the part that names the argument.
@@ -119,7 +67,7 @@ fn main() -> ExitCode {
                 .join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
             eprintln!("runtime-policy: {message} (see --help)");
-            return ExitCode::from(2);
+            return Exit::Usage.into();
         }
     };
     // The server logs at info; one-shot commands keep their output to what they print.
@@ -135,163 +83,41 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
-    };
-    let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => runtime_policy::server::serve(config).await.map_err(|e| Failure::Other(e.to_string())),
-            Command::Migrate => {
-                open(&config).await?;
-                println!("migrations applied");
-                Ok(())
-            }
-            Command::Policy(cmd) => {
-                let store = PolicyStore::from_process_env(open(&config).await?);
-                match runtime_policy::policy::cli::run(cmd, &store).await {
-                    Ok(text) => {
-                        print!("{text}");
-                        Ok(())
-                    }
-                    Err(e) if e.code == 2 => Err(Failure::Input(e.message)),
-                    Err(e) => Err(Failure::Other(e.message)),
-                }
-            }
-            Command::User(cmd) => user_command(&config, cmd).await,
-            Command::Token(cmd) => token_command(&config, cmd).await,
-            Command::Run(RunCommand::Create { blocks }) => {
-                let blocks = runtime_policy::runs::cli::read_blocks(&blocks).map_err(cli_failure)?;
-                let store = PolicyStore::from_process_env(open(&config).await?);
-                print!("{}", runtime_policy::runs::cli::run(blocks, &store).await.map_err(cli_failure)?);
-                Ok(())
-            }
-            Command::Worker(args) => {
-                print!("{}", runtime_policy::runs::cli::worker(args).await.map_err(cli_failure)?);
-                Ok(())
-            }
-        }
+    let result = Config::from_env().and_then(|config| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| AppError::Internal(format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config))
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Input(m)) => {
-            eprintln!("runtime-policy: {m}");
-            ExitCode::from(2)
+        Ok(out) => {
+            print!("{out}");
+            Exit::Success.into()
         }
-        Err(Failure::Other(m)) => fail(m),
+        Err(e) => {
+            eprintln!("runtime-policy: {e}");
+            e.exit().into()
+        }
     }
 }
 
-fn cli_failure(e: runtime_policy::policy::cli::CliError) -> Failure {
-    if e.code == 2 {
-        Failure::Input(e.message)
-    } else {
-        Failure::Other(e.message)
-    }
-}
-
-async fn open(config: &Config) -> Result<Db, Failure> {
-    Db::open(&config.database_url).await.map_err(|e| Failure::Other(e.to_string()))
-}
-
-async fn user_command(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
-    match cmd {
-        UserCommand::Create { email, role } => {
-            // Everything is checked before the database is touched.
-            let email = Email::parse(&email)?;
-            let password = NewPassword::parse(&read_password()?)?;
-            let db = open(config).await?;
-            let hasher = Hasher::new(1, 0);
-            let hash = hasher.hash(password).await?;
-            let user = auth::create_user(&db, &email, role.into(), &hash).await?;
-            println!("created {} ({})", user.email, user.role.as_str());
+/// Runs one command; what it returns is printed to stdout.
+async fn run(command: Command, config: Config) -> Result<String, AppError> {
+    let open = || Db::open(&config.database_url);
+    match command {
+        Command::Serve => runtime_policy::web::serve(config.clone()).await.map(|()| String::new()),
+        Command::Migrate => {
+            open().await?;
+            Ok("migrations applied\n".into())
         }
-        UserCommand::Disable { email } => {
-            let email = Email::parse(&email)?;
-            let db = open(config).await?;
-            auth::disable_user(&db, &email).await?;
-            println!("disabled {}", email.as_str());
+        Command::Policy(cmd) => runtime_policy::policy::cli::run(cmd, &PolicyStore::from_process_env(open().await?)).await,
+        Command::User(cmd) => runtime_policy::auth::cli::user(cmd, open).await,
+        Command::Token(cmd) => runtime_policy::auth::cli::token(cmd, open).await,
+        Command::Run(RunCommand::Create { blocks }) => {
+            let blocks = runtime_policy::runs::cli::read_blocks(&blocks)?;
+            runtime_policy::runs::cli::run(blocks, &PolicyStore::from_process_env(open().await?)).await
         }
-        UserCommand::List => {
-            let db = open(config).await?;
-            for u in auth::list_users(&db).await? {
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    u.user.email,
-                    u.user.role.as_str(),
-                    if u.disabled { "disabled" } else { "active" },
-                    u.created_at
-                );
-            }
-        }
+        Command::Worker(args) => runtime_policy::runs::cli::worker(args).await,
     }
-    Ok(())
-}
-
-async fn token_command(config: &Config, cmd: TokenCommand) -> Result<(), Failure> {
-    match cmd {
-        TokenCommand::Create { name } => {
-            let name = TokenName::parse(&name)?;
-            let db = open(config).await?;
-            let token = auth::create_token(&db, &name).await?;
-            eprintln!("token {} created; it is shown only this once:", name.as_str());
-            println!("{token}");
-        }
-        TokenCommand::Revoke { name } => {
-            let name = TokenName::parse(&name)?;
-            let db = open(config).await?;
-            auth::revoke_token(&db, &name).await?;
-            println!("revoked {}", name.as_str());
-        }
-        TokenCommand::List => {
-            let db = open(config).await?;
-            for t in auth::list_tokens(&db).await? {
-                let state = match &t.revoked_at {
-                    Some(at) => format!("revoked {at}"),
-                    None => "active".to_string(),
-                };
-                println!("{}\t{}\t{}", t.name, t.created_at, state);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One line from stdin. On a terminal it prompts and turns echo off with `stty` while typing.
-fn read_password() -> Result<String, Failure> {
-    let stdin = std::io::stdin();
-    let tty = stdin.is_terminal();
-    let echo_off = tty && set_echo(false);
-    if tty {
-        eprint!("Password (at least 12 characters): ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if echo_off {
-        set_echo(true);
-        eprintln!();
-    }
-    match read {
-        Ok(0) => Err(Failure::Input("password: expected one line on stdin, got nothing".into())),
-        Ok(_) => Ok(line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line).to_string()),
-        Err(_) => Err(Failure::Input("password: stdin is not valid UTF-8 text".into())),
-    }
-}
-
-fn set_echo(on: bool) -> bool {
-    std::process::Command::new("stty")
-        .arg(if on { "echo" } else { "-echo" })
-        .stdin(std::process::Stdio::inherit())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("runtime-policy: {message}");
-    ExitCode::FAILURE
 }

@@ -1,56 +1,40 @@
 //! Sign-in and access control: the login page, the sign-out button, the 403 page and the
-//! guard around the superuser pages. The checks that count run on the server (`server.rs`);
-//! what the components hide or show is only for the people using the page.
+//! parent routes of the signed-in areas. The checks that count run on the server (`guard.rs`,
+//! and the middleware in `web/`); what the components hide or show is only for the people
+//! using the page.
 
 pub mod api;
+pub mod types;
+
 #[cfg(feature = "ssr")]
-pub mod server;
+pub mod cli;
+#[cfg(feature = "ssr")]
+pub mod guard;
+#[cfg(feature = "ssr")]
+pub mod password;
+#[cfg(feature = "ssr")]
+pub mod session;
+#[cfg(feature = "ssr")]
+pub mod signin;
+#[cfg(feature = "ssr")]
+pub mod token;
+#[cfg(feature = "ssr")]
+pub mod users;
 
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect};
 use leptos_router::hooks::{use_location, use_query_map};
-use serde::{Deserialize, Serialize};
 
-pub use api::{current_user, login, logout, CurrentUser, Login, Logout};
-
-/// What a user may do (PRODUCT.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Superuser,
-    Member,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Superuser => "superuser",
-            Role::Member => "member",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "superuser" => Some(Role::Superuser),
-            "member" => Some(Role::Member),
-            _ => None,
-        }
-    }
-}
-
-/// The signed-in user as the rest of the app sees it: the actor of audit rows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthUser {
-    pub id: i64,
-    pub email: String,
-    pub role: Role,
-}
+use self::api::{current_user, Login, Logout};
+use self::types::{AuthUser, Role};
+use crate::error::AppError;
+use crate::paths::login_href;
 
 /// The sign-in state of the page, provided once by [`provide_auth`].
 #[derive(Clone, Copy)]
 pub struct Auth {
     /// The signed-in user, loaded with the page (blocking, so the server render knows it).
-    pub user: Resource<Result<Option<AuthUser>, ServerFnError>>,
+    pub user: Resource<Result<Option<AuthUser>, AppError>>,
 }
 
 /// Puts [`Auth`] into context. Signing in or out reloads the whole page, so the user resource
@@ -65,7 +49,7 @@ pub fn provide_auth() -> Auth {
 /// every resource starts over with the new session. Without JavaScript the server redirects.
 fn reload_on_success<S, T>(action: ServerAction<S>, target: impl Fn(&T) -> String + 'static)
 where
-    S: leptos::server_fn::ServerFn<Output = T, Error = ServerFnError> + Clone + Send + Sync + 'static,
+    S: leptos::server_fn::ServerFn<Output = T, Error = AppError> + Clone + Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
 {
     #[cfg(feature = "hydrate")]
@@ -80,14 +64,6 @@ where
     let _ = (action, target);
 }
 
-/// The message of a failed server function, for people.
-fn error_message(e: &ServerFnError) -> String {
-    match e {
-        ServerFnError::ServerError(m) => m.clone(),
-        _ => "Sign-in failed; try again.".to_string(),
-    }
-}
-
 #[component]
 pub fn LoginPage() -> impl IntoView {
     // Created inside the router, so an error carried back to a plain form post shows here.
@@ -95,7 +71,7 @@ pub fn LoginPage() -> impl IntoView {
     reload_on_success(login, |target: &String| target.clone());
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
-    let error = move || login.value().get().and_then(|r| r.err()).map(|e| error_message(&e));
+    let error = move || login.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     view! {
         <section class="login" data-testid="login-page">
             <h1>"Sign in"</h1>
@@ -136,7 +112,7 @@ pub fn LoginPage() -> impl IntoView {
 #[component]
 pub fn LogoutButton() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
-    reload_on_success(logout, |_: &()| "/login".to_string());
+    reload_on_success(logout, |_: &()| crate::paths::LOGIN.to_string());
     view! {
         <ActionForm action=logout>
             <button type="submit" class="link-button" data-testid="logout">
@@ -217,9 +193,4 @@ pub fn signed_in_area(superuser_only: bool) -> impl IntoView {
             })}
         </Suspense>
     }
-}
-
-/// `/login?next=<path>` with `path` percent-encoded (shared by server and client).
-pub fn login_href(next: &str) -> String {
-    format!("/login?next={}", crate::app::percent_encode(next, b"/"))
 }

@@ -3,6 +3,41 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::value::canonical_json;
+
+/// What a change did to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// A new admin value.
+    Update,
+    /// The admin value removed: the key falls back to env or default.
+    Reset,
+    /// The value of an earlier audit row restored.
+    Revert,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Update => "update",
+            AuditAction::Reset => "reset",
+            AuditAction::Revert => "revert",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuditAction> {
+        [AuditAction::Update, AuditAction::Reset, AuditAction::Revert].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A write refused because someone changed the key since the writer read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conflict {
     pub key: String,
@@ -14,12 +49,27 @@ pub struct Conflict {
     pub current_value: Option<Json>,
 }
 
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} was changed by {} at {} to {} (version {}, you edited version {}); reload and try again",
+            self.key,
+            self.changed_by,
+            self.changed_at,
+            self.current_value.as_ref().map(canonical_json).unwrap_or_else(|| "the inherited value (reset)".into()),
+            self.current_version,
+            self.expected_version
+        )
+    }
+}
+
 /// One row of `admin_runtime_policy_audit`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRow {
     pub id: i64,
     pub key: String,
-    pub action: String,
+    pub action: AuditAction,
     pub actor_id: Option<i64>,
     pub actor_email: String,
     pub at: String,
@@ -45,3 +95,17 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
 }
 
+impl AuditFilter {
+    /// A filter from query-string style fields; empty fields are no filter.
+    pub fn from_fields(
+        key: Option<String>,
+        actor: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        before: Option<i64>,
+        limit: Option<i64>,
+    ) -> AuditFilter {
+        let some = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        AuditFilter { key: some(key), actor: some(actor), from: some(from), to: some(to), before_id: before, limit }
+    }
+}

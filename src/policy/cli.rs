@@ -2,10 +2,12 @@
 
 use clap::Subcommand;
 
-use super::registry::spec;
+use super::audit::{AuditFilter, AuditRow};
+use super::registry::{spec, unknown_key, Layer};
 use super::resolve::Resolved;
-use super::server::{Actor, AuditFilter, AuditRow, PolicyStore, StoreError, WriteOutcome};
+use super::store::{Actor, PolicyStore, WriteOutcome};
 use super::value::{canonical_json, truncate};
+use crate::error::AppError;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -48,32 +50,15 @@ pub enum PolicyCommand {
     },
 }
 
-/// A failed command: the message and the process exit code (2 for bad input).
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
+fn json_out<T: serde::Serialize>(v: &T) -> Result<String, AppError> {
+    serde_json::to_string_pretty(v).map_err(|e| AppError::Internal(format!("cannot write JSON: {e}")))
 }
 
-impl From<StoreError> for CliError {
-    fn from(e: StoreError) -> Self {
-        let code = match e {
-            StoreError::Invalid(_) | StoreError::NotFound(_) => 2,
-            StoreError::Conflict(_) | StoreError::Internal(_) => 1,
-        };
-        CliError { code, message: e.to_string() }
-    }
+fn known(key: &str) -> Result<(), AppError> {
+    spec(key).map(|_| ()).ok_or_else(|| unknown_key(key).into())
 }
 
-fn json_out<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
-    serde_json::to_string_pretty(v).map_err(|e| CliError { code: 1, message: e.to_string() })
-}
-
-fn known(key: &str) -> Result<(), CliError> {
-    spec(key).map(|_| ()).ok_or_else(|| StoreError::Invalid(super::registry::unknown_key(key)).into())
-}
-
-pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, CliError> {
+pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, AppError> {
     match cmd {
         PolicyCommand::List { json } => {
             let all = store.resolve().await?;
@@ -129,14 +114,15 @@ pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, CliE
     }
 }
 
-async fn outcome(store: &PolicyStore, key: &str, out: WriteOutcome) -> Result<String, CliError> {
+async fn outcome(store: &PolicyStore, key: &str, out: WriteOutcome) -> Result<String, AppError> {
     let r = store.resolve_key(key).await?;
-    Ok(match out {
-        WriteOutcome::Unchanged => format!("{key}: unchanged, {}\n", r.provenance_short()),
+    match out {
+        WriteOutcome::Unchanged => Ok(format!("{key}: unchanged, {}\n", r.provenance_short())),
         WriteOutcome::Changed { version, revision, .. } => {
-            format!("{key}: {} (version {version}, policy revision {revision})\n", r.provenance_short())
+            Ok(format!("{key}: {} (version {version}, policy revision {revision})\n", r.provenance_short()))
         }
-    })
+        WriteOutcome::Conflict(c) => Err(AppError::Conflict(c.to_string())),
+    }
 }
 
 fn describe(r: &Resolved) -> String {
@@ -145,11 +131,11 @@ fn describe(r: &Resolved) -> String {
     for l in &r.layers {
         let value = l.value.as_ref().map(|v| truncate(&canonical_json(v), 120)).unwrap_or_else(|| "-".into());
         let name = match l.layer {
-            super::Layer::Env => format!("env ({env_var})"),
+            Layer::Env => format!("env ({env_var})"),
             other => other.to_string(),
         };
         out.push_str(&format!("  {name}: {value}"));
-        if l.layer == super::Layer::Admin {
+        if l.layer == Layer::Admin {
             out.push_str(&format!(
                 " (version {}, by {} at {})",
                 r.admin_version,
@@ -162,7 +148,7 @@ fn describe(r: &Resolved) -> String {
         }
         out.push('\n');
     }
-    if !r.layers.iter().any(|l| l.layer == super::Layer::Env) {
+    if !r.layers.iter().any(|l| l.layer == Layer::Env) {
         out.push_str(&format!("  env ({env_var}): -\n"));
     }
     for w in &r.warnings {

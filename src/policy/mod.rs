@@ -1,7 +1,7 @@
-//! The policy: registry, typed values, resolution with provenance and (server side) the
-//! audited store.
+//! The policy, the model of the product: the registry of keys, typed values, resolution with
+//! provenance, audit types and (server side) the audited store and its CLI. It imports
+//! nothing from the pages, the runs or the web layer.
 
-pub mod api;
 pub mod audit;
 pub mod registry;
 pub mod resolve;
@@ -10,13 +10,11 @@ pub mod value;
 #[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
-pub mod export;
-#[cfg(feature = "ssr")]
-pub mod server;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
 
-pub use registry::{spec, Control, Kind, KeySpec, Layer, REGISTRY};
+pub use registry::{keys, spec, Category, Control, KeySpec, Kind, Layer, REGISTRY};
 pub use resolve::{provenance, Resolved};
 pub use value::{PolicyValue, Provider, ValidationError};

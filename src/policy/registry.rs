@@ -7,9 +7,76 @@ use serde_json::Value as Json;
 use super::value::{
     describe_input, format_hundredths, to_hundredths, PolicyValue, Provider, ValidationError,
 };
-use crate::settings::Category;
 
-/// The layers a value can come from, lowest to highest.
+/// The names of the keys that logic reads (resolution, the store's cross-key rule, the
+/// snapshot's accessors). Everything else about a key is in [`REGISTRY`].
+pub mod keys {
+    pub const PROVIDER_REGISTRY: &str = "models.provider_registry";
+    pub const DEFAULT_MODEL: &str = "models.platform_default_model";
+    pub const DEFAULT_TEMPERATURE: &str = "models.platform_default_temperature";
+    pub const DEFAULT_MAX_TOKENS: &str = "models.platform_default_max_tokens";
+    pub const CLAIM_BATCH_SIZE: &str = "worker.claim_batch_size";
+    pub const CLAIM_ORDERING: &str = "worker.claim_ordering";
+    pub const SYSTEM_PROMPT: &str = "worker.default_system_prompt";
+    pub const BLOCK_PROMPT: &str = "worker.default_block_prompt";
+    pub const MAX_RETRIES: &str = "worker.max_retries";
+    pub const PROMPT_CACHING: &str = "worker.prompt_caching.enabled";
+    pub const PROMPT_CACHING_MODE: &str = "worker.prompt_caching.mode";
+    pub const BATCHING: &str = "worker.batching.enabled";
+    pub const BATCHING_SAFETY_MARGIN: &str = "worker.batching.safety_margin";
+    pub const UPLOAD_MAX_FILES: &str = "upload.max_files_per_batch";
+    pub const UPLOAD_EXTENSIONS: &str = "upload.allowed_extensions";
+}
+
+/// The groups keys are shown in, in display order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Models,
+    Worker,
+    Optimization,
+    Upload,
+}
+
+impl Category {
+    pub const ALL: [Category; 4] = [Category::Models, Category::Worker, Category::Optimization, Category::Upload];
+
+    /// The path segment used in deep links.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Category::Models => "models",
+            Category::Worker => "worker",
+            Category::Optimization => "optimization",
+            Category::Upload => "upload",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::Models => "Models",
+            Category::Worker => "Worker execution",
+            Category::Optimization => "Optimization",
+            Category::Upload => "Upload",
+        }
+    }
+
+    pub fn summary(self) -> &'static str {
+        match self {
+            Category::Models => {
+                "Which providers and models workers may use, and the platform defaults for model, temperature and output length."
+            }
+            Category::Worker => "How workers claim and process blocks: batch size, ordering, prompts and retries.",
+            Category::Optimization => "Prompt caching and multi-block batching switches.",
+            Category::Upload => "Limits on what users may upload: files per batch and allowed extensions.",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.slug() == slug)
+    }
+}
+
+/// The layers a value can come from, lowest to highest: the order of the variants is the
+/// precedence (`resolve.rs` applies it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
@@ -28,10 +95,6 @@ impl Layer {
             Layer::RunSnapshot => "run_snapshot",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Layer> {
-        [Layer::Default, Layer::Env, Layer::Admin, Layer::RunSnapshot].into_iter().find(|l| l.as_str() == s)
-    }
 }
 
 impl std::fmt::Display for Layer {
@@ -39,13 +102,6 @@ impl std::fmt::Display for Layer {
         f.write_str(self.as_str())
     }
 }
-
-/// The override chain, lowest to highest; the same for every key.
-pub const PRECEDENCE: [Layer; 4] = [Layer::Default, Layer::Env, Layer::Admin, Layer::RunSnapshot];
-
-/// What each audit row records; the same for every key.
-pub const AUDIT_FIELDS: [&str; 8] =
-    ["key", "actor", "at", "from", "to", "reason", "policy_revision", "action"];
 
 /// The widget the page draws for a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,8 +140,8 @@ pub struct Dependency {
 }
 
 /// One policy key, following the six-part control pattern: control type, scope and non-scope,
-/// precedence ([`PRECEDENCE`]), snapshot behaviour, validation bounds ([`Kind`]) and audit
-/// fields ([`AUDIT_FIELDS`]).
+/// precedence (the order of [`Layer`]), snapshot behaviour (shown on the settings page),
+/// validation bounds ([`Kind`]) and audit (every change, `policy/audit.rs`).
 #[derive(Clone, Copy, Debug)]
 pub struct KeySpec {
     pub key: &'static str,
@@ -131,7 +187,7 @@ pub const DEFAULT_BLOCK_PROMPT: &str =
 /// checked against the registry resolved before it.
 pub static REGISTRY: &[KeySpec] = &[
     KeySpec {
-        key: "models.provider_registry",
+        key: keys::PROVIDER_REGISTRY,
         category: Category::Models,
         label: "Provider registry",
         scope: "The providers and models offered in Settings and usable by workers; disabling a provider hides its models from new runs.",
@@ -143,7 +199,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "models.platform_default_model",
+        key: keys::DEFAULT_MODEL,
         category: Category::Models,
         label: "Default model",
         scope: "The model a worker uses when a run does not name one.",
@@ -155,7 +211,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "models.platform_default_temperature",
+        key: keys::DEFAULT_TEMPERATURE,
         category: Category::Models,
         label: "Default temperature",
         scope: "Sampling temperature for worker model calls that do not set one.",
@@ -167,7 +223,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "models.platform_default_max_tokens",
+        key: keys::DEFAULT_MAX_TOKENS,
         category: Category::Models,
         label: "Default max output tokens",
         scope: "Upper limit on the tokens a worker asks a model to generate per call.",
@@ -179,7 +235,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.claim_batch_size",
+        key: keys::CLAIM_BATCH_SIZE,
         category: Category::Worker,
         label: "Claim batch size",
         scope: "How many blocks a worker claims from a run at once.",
@@ -191,7 +247,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.claim_ordering",
+        key: keys::CLAIM_ORDERING,
         category: Category::Worker,
         label: "Claim ordering",
         scope: "The order in which a run's blocks are claimed, by their integer block_index.",
@@ -203,7 +259,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.default_system_prompt",
+        key: keys::SYSTEM_PROMPT,
         category: Category::Worker,
         label: "Default system prompt",
         scope: "The system prompt workers send when a run does not bring its own.",
@@ -215,7 +271,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.default_block_prompt",
+        key: keys::BLOCK_PROMPT,
         category: Category::Worker,
         label: "Default block prompt",
         scope: "The per-block prompt template; {{block_text}} is replaced by the block's text.",
@@ -231,7 +287,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.max_retries",
+        key: keys::MAX_RETRIES,
         category: Category::Worker,
         label: "Max retries per block",
         scope: "How many times a failed block is retried before it is marked failed.",
@@ -243,7 +299,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.prompt_caching.enabled",
+        key: keys::PROMPT_CACHING,
         category: Category::Optimization,
         label: "Prompt caching",
         scope: "Sends provider caching directives with worker model calls.",
@@ -255,7 +311,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.prompt_caching.mode",
+        key: keys::PROMPT_CACHING_MODE,
         category: Category::Optimization,
         label: "Prompt caching mode",
         scope: "How caching directives are placed; auto lets the worker choose.",
@@ -265,12 +321,12 @@ pub static REGISTRY: &[KeySpec] = &[
         default: || PolicyValue::Enum("auto".into()),
         snapshot: NEW_RUNS_ONLY,
         depends_on: Some(Dependency {
-            key: "worker.prompt_caching.enabled",
+            key: keys::PROMPT_CACHING,
             note: "Only used while prompt caching is on.",
         }),
     },
     KeySpec {
-        key: "worker.batching.enabled",
+        key: keys::BATCHING,
         category: Category::Optimization,
         label: "Multi-block batching",
         scope: "Packs several blocks into one model call, keeping each result mapped to its (run_id, block_uid).",
@@ -282,7 +338,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "worker.batching.safety_margin",
+        key: keys::BATCHING_SAFETY_MARGIN,
         category: Category::Optimization,
         label: "Batching safety margin",
         scope: "Share of the model context held back when packing blocks into one call.",
@@ -292,12 +348,12 @@ pub static REGISTRY: &[KeySpec] = &[
         default: || PolicyValue::Hundredths(20),
         snapshot: NEW_RUNS_ONLY,
         depends_on: Some(Dependency {
-            key: "worker.batching.enabled",
+            key: keys::BATCHING,
             note: "Only used while multi-block batching is on.",
         }),
     },
     KeySpec {
-        key: "upload.max_files_per_batch",
+        key: keys::UPLOAD_MAX_FILES,
         category: Category::Upload,
         label: "Max files per upload batch",
         scope: "How many files a user may upload in one batch.",
@@ -309,7 +365,7 @@ pub static REGISTRY: &[KeySpec] = &[
         depends_on: None,
     },
     KeySpec {
-        key: "upload.allowed_extensions",
+        key: keys::UPLOAD_EXTENSIONS,
         category: Category::Upload,
         label: "Allowed file extensions",
         scope: "File extensions accepted for upload, lower-case and without the dot.",
@@ -351,6 +407,11 @@ fn is_model_name(s: &str) -> bool {
 }
 
 impl KeySpec {
+    /// The deep link to this key on the settings page.
+    pub fn href(&self) -> String {
+        crate::paths::key_link(self.category.slug(), self.key)
+    }
+
     /// `POLICY__` + the key upper-cased with `.` replaced by `__`.
     pub fn env_var(&self) -> String {
         format!("POLICY__{}", self.key.to_ascii_uppercase().replace('.', "__"))
@@ -574,7 +635,7 @@ pub fn check_model_ref(value: &PolicyValue, providers: &[Provider]) -> Result<()
         Ok(())
     } else {
         Err(ValidationError::new(
-            "models.platform_default_model",
+            keys::DEFAULT_MODEL,
             format!("\"{s}\" is not a model of an enabled provider in models.provider_registry"),
         ))
     }

@@ -97,16 +97,40 @@ pub fn resolve_all(layers: &Layers) -> Vec<Resolved> {
     out
 }
 
-/// The effective value of every key as typed values, by key.
-pub fn effective_values(resolved: &[Resolved]) -> HashMap<String, PolicyValue> {
-    resolved
-        .iter()
-        .filter_map(|r| {
-            super::registry::spec(&r.key)
-                .and_then(|s| s.parse_json(&r.value).ok())
-                .map(|v| (r.key.clone(), v))
-        })
-        .collect()
+/// One layer's value of a key, parsed with the key's rules (and `check`), lowest layer first.
+struct Candidate {
+    layer: Layer,
+    /// What the layer holds, as shown (raw text for an env value that does not parse).
+    shown: Json,
+    parsed: Result<PolicyValue, String>,
+}
+
+fn candidates(spec: &KeySpec, layers: &Layers, check: impl Fn(PolicyValue) -> Result<PolicyValue, String>) -> Vec<Candidate> {
+    let mut out = Vec::with_capacity(3);
+    let default = spec.default_value();
+    out.push(Candidate { layer: Layer::Default, shown: default.to_json(), parsed: check(default) });
+    if let Some(raw) = layers.env.get(spec.key) {
+        let parsed = spec.parse_text(raw).map_err(|e| e.to_string()).and_then(&check);
+        let shown = parsed.as_ref().map(PolicyValue::to_json).unwrap_or_else(|_| Json::String(raw.clone()));
+        out.push(Candidate { layer: Layer::Env, shown, parsed });
+    }
+    if let Some(json) = layers.admin.get(spec.key).and_then(|a| a.value.as_ref()) {
+        let parsed = spec.parse_json(json).map_err(|e| e.to_string()).and_then(&check);
+        out.push(Candidate { layer: Layer::Admin, shown: json.clone(), parsed });
+    }
+    out
+}
+
+/// The precedence rule, in one place: the highest layer whose value is valid wins.
+fn winner(candidates: &[Candidate]) -> Option<(Layer, &PolicyValue)> {
+    candidates.iter().rev().find_map(|c| c.parsed.as_ref().ok().map(|v| (c.layer, v)))
+}
+
+/// The value the precedence rule picks for `spec` from its own rules alone, before any
+/// cross-key rule (the store judges a change of the default model by this).
+pub fn pick_by_precedence(spec: &KeySpec, layers: &Layers) -> Option<PolicyValue> {
+    let all = candidates(spec, layers, Ok);
+    winner(&all).map(|(_, v)| v.clone())
 }
 
 fn resolve_key(spec: &KeySpec, layers: &Layers, providers: &[Provider]) -> Resolved {
@@ -116,45 +140,13 @@ fn resolve_key(spec: &KeySpec, layers: &Layers, providers: &[Provider]) -> Resol
         }
         Ok(v)
     };
-
-    let default = spec.default_value();
-    let admin = layers.admin.get(spec.key);
-    let mut lv: Vec<LayerValue> = Vec::with_capacity(3);
-    let mut candidates: Vec<(Layer, Result<PolicyValue, String>)> = Vec::with_capacity(3);
-
-    let default_result = check(default.clone());
-    lv.push(LayerValue {
-        layer: Layer::Default,
-        value: Some(default.to_json()),
-        error: default_result.as_ref().err().cloned(),
-    });
-    candidates.push((Layer::Default, default_result));
-
-    if let Some(raw) = layers.env.get(spec.key) {
-        let parsed = spec.parse_text(raw).map_err(|e| e.to_string()).and_then(&check);
-        let shown = match &parsed {
-            Ok(v) => v.to_json(),
-            Err(_) => Json::String(raw.clone()),
-        };
-        lv.push(LayerValue { layer: Layer::Env, value: Some(shown), error: parsed.as_ref().err().cloned() });
-        candidates.push((Layer::Env, parsed));
-    }
-
-    if let Some(json) = admin.and_then(|a| a.value.as_ref()) {
-        let parsed = spec.parse_json(json).map_err(|e| e.to_string()).and_then(&check);
-        lv.push(LayerValue { layer: Layer::Admin, value: Some(json.clone()), error: parsed.as_ref().err().cloned() });
-        candidates.push((Layer::Admin, parsed));
-    }
-
-    let mut warnings = Vec::new();
-    let mut chosen: Option<(Layer, PolicyValue)> = None;
-    for (layer, result) in candidates.into_iter().rev() {
-        match result {
-            Ok(v) if chosen.is_none() => chosen = Some((layer, v)),
-            Ok(_) => {}
-            Err(reason) => warnings.push(format!("{layer} value skipped: {reason}")),
-        }
-    }
+    let all = candidates(spec, layers, check);
+    let chosen = winner(&all).map(|(layer, v)| (layer, v.clone()));
+    let mut warnings: Vec<String> = all
+        .iter()
+        .rev()
+        .filter_map(|c| c.parsed.as_ref().err().map(|reason| format!("{} value skipped: {reason}", c.layer)))
+        .collect();
     let (source, value) = chosen.unwrap_or_else(|| {
         // Even the default fails (a default model outside the effective registry): fall back to
         // the first model that is available, so resolution still yields a usable value.
@@ -162,19 +154,19 @@ fn resolve_key(spec: &KeySpec, layers: &Layers, providers: &[Provider]) -> Resol
             .into_iter()
             .next()
             .map(PolicyValue::Enum)
-            .unwrap_or(default);
-        warnings.push(format!(
-            "no layer holds a valid value; using {}",
-            fallback.canonical()
-        ));
+            .unwrap_or_else(|| spec.default_value());
+        warnings.push(format!("no layer holds a valid value; using {}", fallback.canonical()));
         (Layer::Default, fallback)
     });
-
+    let admin = layers.admin.get(spec.key);
     Resolved {
         key: spec.key.to_string(),
         value: value.to_json(),
         source,
-        layers: lv,
+        layers: all
+            .into_iter()
+            .map(|c| LayerValue { layer: c.layer, value: Some(c.shown), error: c.parsed.err() })
+            .collect(),
         warnings,
         admin_version: admin.map(|a| a.version).unwrap_or(0),
         updated_by: admin.map(|a| a.updated_by.clone()),

@@ -104,6 +104,12 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+impl From<ValidationError> for crate::error::AppError {
+    fn from(e: ValidationError) -> Self {
+        crate::error::AppError::field(&e.key, e.to_string())
+    }
+}
+
 /// How an offending input is quoted in an error: its JSON, cut to 60 characters.
 pub fn describe_input(v: &Json) -> String {
     match v {

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::server::{self, Creator, NewBlocks, RunError, WorkerName};
+use super::input::{parse_lease, NewBlocks, WorkerName};
+use super::server::{self, Creator};
 use super::worker::{self, WorkerConfig};
-use crate::policy::cli::CliError;
-use crate::policy::server::PolicyStore;
+use crate::error::AppError;
+use crate::policy::store::PolicyStore;
 
 #[derive(Subcommand, Debug)]
 pub enum RunCommand {
@@ -42,37 +43,20 @@ pub struct WorkerArgs {
     pub lease_seconds: Option<i64>,
 }
 
-fn input(e: impl std::fmt::Display) -> CliError {
-    CliError { code: 2, message: e.to_string() }
-}
-
-fn other(e: impl std::fmt::Display) -> CliError {
-    CliError { code: 1, message: e.to_string() }
-}
-
-impl From<RunError> for CliError {
-    fn from(e: RunError) -> Self {
-        match e {
-            RunError::Invalid { .. } | RunError::Malformed(_) => input(e),
-            other_error => other(other_error),
-        }
-    }
-}
-
 /// Reads the blocks file before the database is opened, so bad input writes nothing.
-pub fn read_blocks(path: &PathBuf) -> Result<NewBlocks, CliError> {
+pub fn read_blocks(path: &PathBuf) -> Result<NewBlocks, AppError> {
     let text = if path.as_os_str() == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| input(format!("--blocks: cannot read stdin: {e}")))?;
+            .map_err(|e| AppError::invalid("--blocks", format!("cannot read stdin: {e}")))?;
         s
     } else {
-        std::fs::read_to_string(path).map_err(|e| input(format!("--blocks: cannot read {}: {e}", path.display())))?
+        std::fs::read_to_string(path).map_err(|e| AppError::invalid("--blocks", format!("cannot read {}: {e}", path.display())))?
     };
-    Ok(NewBlocks::from_paragraphs("--blocks", &text)?)
+    NewBlocks::from_paragraphs("--blocks", &text)
 }
 
-pub async fn run(blocks: NewBlocks, store: &PolicyStore) -> Result<String, CliError> {
+pub async fn run(blocks: NewBlocks, store: &PolicyStore) -> Result<String, AppError> {
     let created = server::create_run(store, &Creator::cli(), &blocks).await?;
     Ok(format!(
         "created run {} with {} blocks at policy revision {} (snapshot sha256 {})\n",
@@ -80,13 +64,17 @@ pub async fn run(blocks: NewBlocks, store: &PolicyStore) -> Result<String, CliEr
     ))
 }
 
-pub async fn worker(args: WorkerArgs) -> Result<String, CliError> {
+pub async fn worker(args: WorkerArgs) -> Result<String, AppError> {
     if args.run <= 0 {
-        return Err(input(format!("--run: must be a positive run id, got {}", args.run)));
+        return Err(AppError::invalid("--run", format!("must be a positive run id, got {}", args.run)));
     }
     let name = args.name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    let name = WorkerName::parse(&name).map_err(|e| input(format!("--name: {}", e.to_string().trim_start_matches("worker: "))))?;
-    server::parse_lease(args.lease_seconds).map_err(|e| input(format!("--lease-seconds: {}", e.to_string().trim_start_matches("lease_seconds: "))))?;
+    let rename = |flag: &str, field: &str| {
+        let (flag, field) = (flag.to_string(), format!("{field}: "));
+        move |e: AppError| AppError::invalid(&flag, e.to_string().trim_start_matches(&field))
+    };
+    let name = WorkerName::parse(&name).map_err(rename("--name", "worker"))?;
+    parse_lease(args.lease_seconds).map_err(rename("--lease-seconds", "lease_seconds"))?;
     let config = WorkerConfig {
         server: args.server,
         token: args.token,
@@ -96,8 +84,8 @@ pub async fn worker(args: WorkerArgs) -> Result<String, CliError> {
         idle_wait: Duration::from_millis(500),
     };
     // The address and token are checked before anything is sent.
-    worker::ApiClient::new(&config.server, &config.token).map_err(input)?;
-    let report = worker::run(&config).await.map_err(other)?;
+    worker::ApiClient::new(&config.server, &config.token)?;
+    let report = worker::run(&config).await?;
     Ok(format!(
         "run {}: {} blocks in {} batches by {} (snapshot sha256 {})\n",
         config.run_id,

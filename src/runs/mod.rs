@@ -1,14 +1,20 @@
 //! Runs: the run list with its creation form, and the run page with progress and the policy
-//! snapshot beside today's baseline. Server functions are in `api.rs`; the queries and
-//! transactions in `server.rs`; the worker API in `http.rs`; the reference worker in `worker.rs`.
+//! snapshot beside today's baseline. Wire types are in `types.rs`; server functions in
+//! `api.rs`; creation and the pages' queries in `server.rs`; claims in `claims.rs`; the worker
+//! API in `http.rs`; the reference worker in `worker.rs`.
 
 pub mod api;
 pub mod snapshot;
+pub mod types;
 
+#[cfg(feature = "ssr")]
+pub mod claims;
 #[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
 pub mod http;
+#[cfg(feature = "ssr")]
+pub mod input;
 #[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
@@ -18,21 +24,10 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-pub use api::{create_run, get_run, list_runs, CreateRun, GetRun, ListRuns, RunDetail, RunSummary, SnapshotKeyView};
-
-/// The run list.
-pub const RUNS_PATH: &str = "/app/runs";
-
-pub fn run_href(id: i64) -> String {
-    format!("{RUNS_PATH}/{id}")
-}
-
-fn error_text(e: &ServerFnError) -> String {
-    match e {
-        ServerFnError::ServerError(m) => m.clone(),
-        other => other.to_string(),
-    }
-}
+use self::api::{get_run, list_runs, CreateRun};
+use self::types::{RunDetail, RunSummary};
+use crate::paths::{run_href, RUNS};
+use crate::ui::error_sentences;
 
 /// Parent route of the run pages: any signed-in user; anyone else goes to sign in first.
 /// Which runs a user sees is decided on the server, in every server function.
@@ -52,7 +47,7 @@ pub fn RunsPage() -> impl IntoView {
             navigate(&run_href(id), Default::default());
         }
     });
-    let error = move || create.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
+    let error = move || create.value().get().and_then(|r| r.err()).map(|e| e.to_string());
 
     view! {
         <section class="runs" data-testid="runs-page">
@@ -80,7 +75,7 @@ pub fn RunsPage() -> impl IntoView {
                 <ErrorBoundary fallback=|errors| {
                     view! {
                         <p class="error" role="alert">
-                            {move || errors.get().into_iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ")}
+                            {move || errors.with(error_sentences)}
                         </p>
                     }
                 }>
@@ -118,7 +113,7 @@ fn RunTable(runs: Vec<RunSummary>) -> impl IntoView {
                                     <A href=run_href(r.id)>{format!("#{}", r.id)}</A>
                                 </td>
                                 <td>
-                                    <span class=format!("status status--{}", r.status)>{r.status.clone()}</span>
+                                    <span class=format!("status status--{}", r.status)>{r.status.as_str()}</span>
                                 </td>
                                 <td>{format!("{} / {} / {}", r.blocks_done, r.blocks_failed, r.block_count)}</td>
                                 <td>{r.created_by.clone()}</td>
@@ -148,14 +143,14 @@ pub fn RunPage() -> impl IntoView {
     view! {
         <section class="run" data-testid="run-page">
             <p>
-                <A href=RUNS_PATH>"All runs"</A>
+                <A href=RUNS>"All runs"</A>
             </p>
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 <ErrorBoundary fallback=|errors| {
                     view! {
                         <h1>"Run not available"</h1>
                         <p class="error" role="alert" data-testid="run-error">
-                            {move || errors.get().into_iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ")}
+                            {move || errors.with(error_sentences)}
                         </p>
                     }
                 }>
@@ -184,7 +179,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
             <dt>"Status"</dt>
             <dd>
                 <span class=format!("status status--{}", s.status) data-testid="run-status">
-                    {s.status.clone()}
+                    {s.status.as_str()}
                 </span>
             </dd>
             <dt>"Created"</dt>

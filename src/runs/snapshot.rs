@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::policy::registry::BLOCK_TEXT_PLACEHOLDER;
-use crate::policy::{spec, Layer, PolicyValue, Resolved};
+use crate::policy::registry::{keys, spec, Layer, BLOCK_TEXT_PLACEHOLDER};
+use crate::policy::resolve::Resolved;
+use crate::policy::value::PolicyValue;
 
 /// One key as captured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,11 +26,6 @@ pub struct Snapshot {
     pub policy_revision: i64,
     pub keys: Vec<SnapshotKey>,
 }
-
-pub const CLAIM_BATCH_SIZE: &str = "worker.claim_batch_size";
-pub const CLAIM_ORDERING: &str = "worker.claim_ordering";
-pub const MAX_RETRIES: &str = "worker.max_retries";
-pub const BLOCK_PROMPT: &str = "worker.default_block_prompt";
 
 impl Snapshot {
     /// Captures resolved keys (registry order) at `revision`.
@@ -65,20 +61,20 @@ impl Snapshot {
     }
 
     pub fn claim_batch_size(&self) -> i64 {
-        self.value(CLAIM_BATCH_SIZE).and_then(|v| v.as_int()).unwrap_or(10).max(1)
+        self.value(keys::CLAIM_BATCH_SIZE).and_then(|v| v.as_int()).unwrap_or(10).max(1)
     }
 
     /// True when blocks are claimed from the highest `block_index` down.
     pub fn claim_descending(&self) -> bool {
-        self.value(CLAIM_ORDERING).and_then(|v| v.as_str().map(|s| s == "block_index_desc")).unwrap_or(false)
+        self.value(keys::CLAIM_ORDERING).and_then(|v| v.as_str().map(|s| s == "block_index_desc")).unwrap_or(false)
     }
 
     pub fn max_retries(&self) -> i64 {
-        self.value(MAX_RETRIES).and_then(|v| v.as_int()).unwrap_or(3).max(0)
+        self.value(keys::MAX_RETRIES).and_then(|v| v.as_int()).unwrap_or(3).max(0)
     }
 
     pub fn block_prompt(&self) -> String {
-        self.value(BLOCK_PROMPT)
+        self.value(keys::BLOCK_PROMPT)
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| BLOCK_TEXT_PLACEHOLDER.to_string())
     }
@@ -131,7 +127,7 @@ mod tests {
     #[test]
     fn a_fresh_snapshot_holds_every_key_with_its_defaults() {
         let snap = Snapshot::capture(&resolve_all(&Layers::default()), 4);
-        assert_eq!(snap.keys.len(), crate::policy::REGISTRY.len());
+        assert_eq!(snap.keys.len(), crate::policy::registry::REGISTRY.len());
         assert!(snap.keys.iter().all(|k| k.captured_from == Layer::Default && k.admin_version == 0));
         assert_eq!(snap.claim_batch_size(), 10);
         assert!(!snap.claim_descending());
@@ -145,10 +141,10 @@ mod tests {
     #[test]
     fn missing_or_invalid_keys_fall_back_to_the_registry_default() {
         let mut snap = Snapshot::capture(&resolve_all(&Layers::default()), 0);
-        snap.keys.retain(|k| k.key != CLAIM_BATCH_SIZE);
+        snap.keys.retain(|k| k.key != keys::CLAIM_BATCH_SIZE);
         assert_eq!(snap.claim_batch_size(), 10);
         for k in &mut snap.keys {
-            if k.key == MAX_RETRIES {
+            if k.key == keys::MAX_RETRIES {
                 k.value = serde_json::json!("many");
             }
         }

@@ -15,8 +15,10 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use super::server::{BlockOutcome, Claim};
 use super::snapshot::{render_block_prompt, Snapshot};
+use super::types::{BlockOutcome, Claim};
+use crate::error::AppError;
+use crate::paths;
 
 /// What the worker needs to run.
 #[derive(Clone)]
@@ -56,27 +58,6 @@ pub struct WorkerReport {
     pub completed: Vec<(String, i64)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerError {
-    pub message: String,
-    /// The status the server answered with, when it answered.
-    pub status: Option<StatusCode>,
-}
-
-impl WorkerError {
-    pub fn new(message: impl Into<String>) -> WorkerError {
-        WorkerError { message: message.into(), status: None }
-    }
-}
-
-impl std::fmt::Display for WorkerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for WorkerError {}
-
 /// A small client for the worker API.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -94,46 +75,39 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, WorkerError> {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| WorkerError::new(format!("the server answered {} with a body that does not parse: {e}", self.status)))
+            .map_err(|e| AppError::Internal(format!("the server answered {} with a body that does not parse: {e}", self.status)))
     }
 
-    fn error_text(&self) -> String {
-        serde_json::from_slice::<Value>(&self.body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).chars().take(200).collect())
-    }
-
-    fn expect(self, want: StatusCode, what: &str) -> Result<ApiResponse, WorkerError> {
+    /// The answer when it has the status `want`; otherwise the server's error, rebuilt from its
+    /// status and JSON body, saying what was being done.
+    fn expect(self, want: StatusCode, what: &str) -> Result<ApiResponse, AppError> {
         if self.status == want {
-            Ok(self)
-        } else {
-            Err(WorkerError {
-                message: format!("{what}: the server answered {}: {}", self.status, self.error_text()),
-                status: Some(self.status),
-            })
+            return Ok(self);
         }
+        let status = self.status;
+        Err(AppError::from_answer(status.as_u16(), &self.body).map_message(|m| {
+            let m = m.strip_prefix(&format!("the server answered {}: ", status.as_u16())).unwrap_or(&m).to_string();
+            format!("{what}: the server answered {status}: {m}")
+        }))
     }
 }
 
 impl ApiClient {
-    pub fn new(server: &str, token: &str) -> Result<ApiClient, WorkerError> {
+    pub fn new(server: &str, token: &str) -> Result<ApiClient, AppError> {
         let rest = server.trim().strip_prefix("http://").ok_or_else(|| {
-            WorkerError::new(format!(
-                "--server: must start with http:// (the reference worker speaks plain HTTP), got \"{server}\""
-            ))
+            AppError::invalid("--server", format!("must start with http:// (the reference worker speaks plain HTTP), got \"{server}\""))
         })?;
         let (authority, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
         if authority.is_empty() || authority.contains('@') {
-            return Err(WorkerError::new(format!("--server: expected http://HOST:PORT, got \"{server}\"")));
+            return Err(AppError::invalid("--server", format!("expected http://HOST:PORT, got \"{server}\"")));
         }
         if token.is_empty() || token.contains(['\r', '\n']) {
-            return Err(WorkerError::new("--token: must be a worker token (runtime-policy token create NAME)"));
+            return Err(AppError::invalid("--token", "must be a worker token (runtime-policy token create NAME)"));
         }
         Ok(ApiClient { authority: authority.to_string(), prefix: prefix.to_string(), token: token.to_string() })
     }
@@ -147,7 +121,7 @@ impl ApiClient {
     }
 
     /// One request on its own connection.
-    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse, WorkerError> {
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse, AppError> {
         self.send_with(method, path, body, &[]).await
     }
 
@@ -158,13 +132,13 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
         headers: &[(&str, &str)],
-    ) -> Result<ApiResponse, WorkerError> {
-        let io_err = |e: std::io::Error| WorkerError::new(format!("cannot reach {}: {e}", self.authority));
+    ) -> Result<ApiResponse, AppError> {
+        let io_err = |e: std::io::Error| AppError::Unavailable(format!("cannot reach {}: {e}", self.authority));
         let stream = tokio::net::TcpStream::connect(self.address()).await.map_err(io_err)?;
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| WorkerError::new(format!("HTTP handshake with {} failed: {e}", self.authority)))?;
+            .map_err(|e| AppError::Unavailable(format!("HTTP handshake with {} failed: {e}", self.authority)))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -184,25 +158,25 @@ impl ApiClient {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let req = req.body(Full::new(bytes)).map_err(|e| WorkerError::new(format!("bad request: {e}")))?;
+        let req = req.body(Full::new(bytes)).map_err(|e| AppError::Internal(format!("bad request: {e}")))?;
         let res = sender
             .send_request(req)
             .await
-            .map_err(|e| WorkerError::new(format!("request to {} failed: {e}", self.authority)))?;
+            .map_err(|e| AppError::Unavailable(format!("request to {} failed: {e}", self.authority)))?;
         let status = res.status();
         let etag = res.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = res
             .into_body()
             .collect()
             .await
-            .map_err(|e| WorkerError::new(format!("reading the answer from {} failed: {e}", self.authority)))?
+            .map_err(|e| AppError::Unavailable(format!("reading the answer from {} failed: {e}", self.authority)))?
             .to_bytes();
         Ok(ApiResponse { status, etag, body })
     }
 
     /// The run's snapshot and its ETag (the snapshot's SHA-256).
-    pub async fn snapshot(&self, run_id: i64) -> Result<(Snapshot, String), WorkerError> {
-        let res = self.send(Method::GET, &format!("/api/v1/runs/{run_id}/policy"), None).await?;
+    pub async fn snapshot(&self, run_id: i64) -> Result<(Snapshot, String), AppError> {
+        let res = self.send(Method::GET, &paths::api_run_policy(run_id), None).await?;
         let res = res.expect(StatusCode::OK, "reading the run's policy")?;
         let etag = res.etag.clone().unwrap_or_default().trim_matches('"').to_string();
         let body: Value = res.json()?;
@@ -210,43 +184,30 @@ impl ApiClient {
             "policy_revision": body.get("policy_revision").cloned().unwrap_or(Value::Null),
             "keys": body.get("keys").cloned().unwrap_or(Value::Null),
         }))
-        .map_err(|e| WorkerError::new(format!("the run's policy does not parse: {e}")))?;
+        .map_err(|e| AppError::Internal(format!("the run's policy does not parse: {e}")))?;
         Ok((snapshot, etag))
     }
 
-    pub async fn claim(&self, run_id: i64, worker: &str, lease_seconds: Option<i64>) -> Result<Claim, WorkerError> {
+    pub async fn claim(&self, run_id: i64, worker: &str, lease_seconds: Option<i64>) -> Result<Claim, AppError> {
         let mut body = json!({ "worker": worker });
         if let Some(s) = lease_seconds {
             body["lease_seconds"] = json!(s);
         }
-        let res = self.send(Method::POST, &format!("/api/v1/runs/{run_id}/claims"), Some(&body)).await?;
+        let res = self.send(Method::POST, &paths::api_run_claims(run_id), Some(&body)).await?;
         res.expect(StatusCode::OK, "claiming blocks")?.json()
     }
 
-    pub async fn complete(&self, run_id: i64, uid: &str, worker: &str, attempt: i64, result: &str) -> Result<BlockOutcome, WorkerError> {
+    pub async fn complete(&self, run_id: i64, uid: &str, worker: &str, attempt: i64, result: &str) -> Result<BlockOutcome, AppError> {
         let body = json!({ "worker": worker, "attempt": attempt, "result": result });
-        let path = format!("/api/v1/runs/{run_id}/blocks/{}/complete", path_segment(uid));
+        let path = paths::api_block_complete(run_id, uid);
         self.send(Method::POST, &path, Some(&body)).await?.expect(StatusCode::OK, "completing a block")?.json()
     }
 
-    pub async fn fail(&self, run_id: i64, uid: &str, worker: &str, attempt: i64, error: &str) -> Result<BlockOutcome, WorkerError> {
+    pub async fn fail(&self, run_id: i64, uid: &str, worker: &str, attempt: i64, error: &str) -> Result<BlockOutcome, AppError> {
         let body = json!({ "worker": worker, "attempt": attempt, "error": error });
-        let path = format!("/api/v1/runs/{run_id}/blocks/{}/fail", path_segment(uid));
+        let path = paths::api_block_fail(run_id, uid);
         self.send(Method::POST, &path, Some(&body)).await?.expect(StatusCode::OK, "failing a block")?.json()
     }
-}
-
-/// Percent-encodes everything but unreserved characters.
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// What the reference worker does with one block: the snapshot's block prompt, rendered.
@@ -255,7 +216,7 @@ pub fn process_block(snapshot: &Snapshot, block_text: &str) -> String {
 }
 
 /// Runs the reference worker until every block of the run is done or failed.
-pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, WorkerError> {
+pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, AppError> {
     let client = ApiClient::new(&config.server, &config.token)?;
     let (snapshot, sha) = client.snapshot(config.run_id).await?;
     let mut report = WorkerReport { snapshot_sha256: sha.clone(), ..Default::default() };
@@ -263,7 +224,7 @@ pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, WorkerError> {
         let claim = client.claim(config.run_id, &config.name, config.lease_seconds).await?;
         if !sha.is_empty() && claim.snapshot_sha256 != sha {
             // Cannot happen while the database refuses snapshot updates; stop rather than mix.
-            return Err(WorkerError::new(format!(
+            return Err(AppError::Conflict(format!(
                 "run {}: the snapshot changed under the worker ({sha} → {})",
                 config.run_id, claim.snapshot_sha256
             )));
@@ -281,7 +242,7 @@ pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, WorkerError> {
             match client.complete(config.run_id, &block.block_uid, &config.name, block.attempt, &result).await {
                 Ok(_) => report.completed.push((block.block_uid.clone(), block.block_index)),
                 // The lease ran out and another worker holds the block now: it is theirs.
-                Err(e) if e.status == Some(StatusCode::CONFLICT) => {
+                Err(e @ AppError::Conflict(_)) => {
                     tracing::warn!(run = config.run_id, block = %block.block_uid, "lost the claim: {e}");
                 }
                 Err(e) => return Err(e),
@@ -304,6 +265,5 @@ mod tests {
             assert!(ApiClient::new(bad, "t").is_err(), "{bad}");
         }
         assert!(ApiClient::new("http://x:1", "").is_err());
-        assert_eq!(path_segment("r1-b2/x"), "r1-b2%2Fx");
     }
 }

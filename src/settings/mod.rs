@@ -1,100 +1,29 @@
 //! The superuser settings page: a category side nav and a detail panel with every key's
 //! control, provenance, layers and history, plus the audit log.
 
-mod audit_view;
+pub mod api;
+mod audit_log;
+mod controls;
 mod editor;
+mod history;
+mod provider_table;
+pub mod types;
+
+#[cfg(feature = "ssr")]
+pub mod export;
 
 use std::collections::HashMap;
 
 use leptos::prelude::*;
 use leptos_router::{components::A, hooks::{use_params_map, use_query_map}};
 
-use crate::policy::api::{settings_data, SaveOutcome, PolicyPage};
-use crate::policy::registry::{keys_in, spec, Layer};
-
-pub use audit_view::AuditLog;
-use editor::KeyEditor;
-
-/// The categories of the side nav, in display order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Category {
-    Models,
-    Worker,
-    Optimization,
-    Upload,
-    Audit,
-}
-
-impl Category {
-    pub const ALL: [Category; 5] = [
-        Category::Models,
-        Category::Worker,
-        Category::Optimization,
-        Category::Upload,
-        Category::Audit,
-    ];
-
-    /// The path segment used in deep links.
-    pub fn slug(self) -> &'static str {
-        match self {
-            Category::Models => "models",
-            Category::Worker => "worker",
-            Category::Optimization => "optimization",
-            Category::Upload => "upload",
-            Category::Audit => "audit",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Category::Models => "Models",
-            Category::Worker => "Worker execution",
-            Category::Optimization => "Optimization",
-            Category::Upload => "Upload",
-            Category::Audit => "Audit log",
-        }
-    }
-
-    pub fn summary(self) -> &'static str {
-        match self {
-            Category::Models => {
-                "Which providers and models workers may use, and the platform defaults for model, temperature and output length."
-            }
-            Category::Worker => {
-                "How workers claim and process blocks: batch size, ordering, prompts and retries."
-            }
-            Category::Optimization => "Prompt caching and multi-block batching switches.",
-            Category::Upload => {
-                "Limits on what users may upload: files per batch and allowed extensions."
-            }
-            Category::Audit => "Every change to the policy: who, when, from, to and why.",
-        }
-    }
-
-    pub fn from_slug(slug: &str) -> Option<Category> {
-        Category::ALL.into_iter().find(|c| c.slug() == slug)
-    }
-
-    pub fn href(self) -> String {
-        format!("{}/{}", crate::app::HOME_PATH, self.slug())
-    }
-}
-
-/// The id of a key's section on the page, usable as a URL fragment.
-pub fn key_anchor(key: &str) -> String {
-    format!("key-{}", key.replace('.', "-"))
-}
-
-/// The deep link to one key.
-pub fn key_href(key: &str) -> String {
-    let cat = spec(key).map(|s| s.category).unwrap_or(Category::Models);
-    format!("{}?key={}#{}", cat.href(), encode_query(key), key_anchor(key))
-}
-
-/// Percent-encodes a query-string value.
-pub fn encode_query(s: &str) -> String {
-    crate::app::percent_encode(s, b"")
-}
+use self::api::settings_data;
+use self::audit_log::AuditLog;
+use self::editor::KeyEditor;
+use self::types::{PolicyPage, SaveOutcome, Section};
+use crate::error::AppError;
+use crate::policy::registry::{keys, keys_in, model_choices, spec, Category, Layer};
+use crate::ui::error_sentences;
 
 /// Edits in progress and the last outcome per key. They live above the page so that reloading
 /// the data (after a save, or to see someone else's change) never loses what a person typed.
@@ -122,13 +51,13 @@ pub fn SettingsPage() -> impl IntoView {
     let editor = expect_context::<EditorState>();
     let params = use_params_map();
     let query = use_query_map();
-    // `None` means the slug in the address names no category.
-    let category = Memo::new(move |_| match params.read().get("category") {
-        None => Some(Category::Models),
-        Some(slug) => Category::from_slug(&slug),
+    // `None` means the slug in the address names no section.
+    let section = Memo::new(move |_| match params.read().get("category") {
+        None => Some(Section::Keys(Category::Models)),
+        Some(slug) => Section::from_slug(&slug),
     });
     let data = Resource::new(
-        move || category.get().map(|c| c.slug()).unwrap_or("models"),
+        move || section.get().map(|c| c.slug()).unwrap_or(Category::Models.slug()),
         |slug| settings_data(slug.to_string()),
     );
 
@@ -152,7 +81,7 @@ pub fn SettingsPage() -> impl IntoView {
             <nav class="side-nav" aria-label="Policy categories">
                 <h2 class="side-nav__title">"Settings"</h2>
                 <ul>
-                    {Category::ALL
+                    {Section::ALL
                         .into_iter()
                         .map(|c| {
                             view! {
@@ -173,7 +102,7 @@ pub fn SettingsPage() -> impl IntoView {
                 </ul>
             </nav>
             <section class="detail-panel" data-testid="detail-panel">
-                {move || match category.get() {
+                {move || match section.get() {
                     None => {
                         view! {
                             <h1 data-testid="panel-title">"Unknown category"</h1>
@@ -181,15 +110,15 @@ pub fn SettingsPage() -> impl IntoView {
                         }
                             .into_any()
                     }
-                    Some(Category::Audit) => {
+                    Some(Section::Audit) => {
                         view! {
-                            <h1 data-testid="panel-title">{Category::Audit.label()}</h1>
-                            <p class="summary">{Category::Audit.summary()}</p>
+                            <h1 data-testid="panel-title">{Section::Audit.label()}</h1>
+                            <p class="summary">{Section::Audit.summary()}</p>
                             <AuditLog />
                         }
                             .into_any()
                     }
-                    Some(c) => {
+                    Some(Section::Keys(c)) => {
                         view! {
                             <h1 data-testid="panel-title">{c.label()}</h1>
                             <p class="summary">{c.summary()}</p>
@@ -197,14 +126,7 @@ pub fn SettingsPage() -> impl IntoView {
                                 <ErrorBoundary fallback=|errors| {
                                     view! {
                                         <p class="error" role="alert">
-                                            {move || {
-                                                errors
-                                                    .get()
-                                                    .into_iter()
-                                                    .map(|(_, e)| e.to_string())
-                                                    .collect::<Vec<_>>()
-                                                    .join("; ")
-                                            }}
+                                            {move || errors.with(error_sentences)}
                                         </p>
                                     }
                                 }>
@@ -226,10 +148,11 @@ pub fn SettingsPage() -> impl IntoView {
     }
 }
 
-/// The keys of a category under its nav link, each marked when not at its default.
-fn nav_keys(c: Category, data: Option<&PolicyPage>) -> impl IntoView {
+/// The keys of a section under its nav link, each marked when not at its default.
+fn nav_keys(section: Section, data: Option<&PolicyPage>) -> impl IntoView {
     let data = data.cloned();
-    (c != Category::Audit).then(|| {
+    let Section::Keys(c) = section else { return None };
+    Some({
         view! {
             <ul class="side-nav__keys">
                 {keys_in(c)
@@ -238,7 +161,7 @@ fn nav_keys(c: Category, data: Option<&PolicyPage>) -> impl IntoView {
                         let changed = source.is_some_and(|l| l != Layer::Default);
                         view! {
                             <li>
-                                <a href=key_href(s.key) data-testid=format!("navkey-{}", s.key)>
+                                <a href=s.href() data-testid=format!("navkey-{}", s.key)>
                                     {s.label}
                                     {changed
                                         .then(|| {
@@ -269,12 +192,12 @@ fn category_panel(
     focus: Option<String>,
     notice: Option<String>,
     msg: Option<String>,
-    data: Resource<Result<PolicyPage, ServerFnError>>,
+    data: Resource<Result<PolicyPage, AppError>>,
 ) -> impl IntoView {
     let choices = d
-        .resolved("models.provider_registry")
+        .resolved(keys::PROVIDER_REGISTRY)
         .and_then(|r| spec(&r.key).and_then(|s| s.parse_json(&r.value).ok()))
-        .and_then(|v| v.as_providers().map(crate::policy::registry::model_choices))
+        .and_then(|v| v.as_providers().map(model_choices))
         .unwrap_or_default();
     keys_in(c)
         .filter_map(|s| {
@@ -301,27 +224,4 @@ fn category_panel(
             })
         })
         .collect_view()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_category_round_trips_through_its_slug() {
-        for c in Category::ALL {
-            assert_eq!(Category::from_slug(c.slug()), Some(c));
-            assert!(c.href().starts_with("/app/settings/superuser/"));
-        }
-        assert_eq!(Category::from_slug("nope"), None);
-    }
-
-    #[test]
-    fn deep_links_name_the_category_and_the_key() {
-        assert_eq!(
-            key_href("worker.claim_batch_size"),
-            "/app/settings/superuser/worker?key=worker.claim_batch_size#key-worker-claim_batch_size"
-        );
-        assert_eq!(encode_query("a b&c"), "a%20b%26c");
-    }
 }

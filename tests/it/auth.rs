@@ -1,8 +1,5 @@
 //! Sign-in and access control, through the real router on both backends: every server function
 //! and API route for every kind of caller, sessions, cookies, throttling, cross-site requests.
-#![cfg(feature = "ssr")]
-
-mod common;
 
 use std::net::SocketAddr;
 
@@ -10,10 +7,16 @@ use axum::body::{to_bytes, Body};
 use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use common::TestDb;
-use runtime_policy::auth::server::{self as auth, Email, Hasher, NewPassword};
-use runtime_policy::auth::Role;
-use runtime_policy::server::{api_routes, router, AppState};
+use crate::helpers::TestDb;
+use runtime_policy::auth::password::{Hasher, NewPassword};
+use runtime_policy::auth::token::{create_token, list_tokens, revoke_token, verify_worker_token, TokenName};
+use runtime_policy::auth::types::Role;
+use runtime_policy::auth::users::{create_user, disable_user, list_users, Email};
+use runtime_policy::error::AppError;
+use runtime_policy::paths::login_href;
+use runtime_policy::state::AppState;
+use runtime_policy::web::middleware::server_fn_paths;
+use runtime_policy::web::{api_routes, router};
 use sqlx::Row;
 use tower::ServiceExt;
 
@@ -101,7 +104,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 
 async fn add_user(state: &AppState, (email, password): (&str, &str), role: Role) -> i64 {
     let hash = state.auth.hasher.hash(NewPassword::parse(password).unwrap()).await.unwrap();
-    auth::create_user(&state.db, &Email::parse(email).unwrap(), role, &hash).await.unwrap().id
+    create_user(&state.db, &Email::parse(email).unwrap(), role, &hash).await.unwrap().id
 }
 
 async fn setup(t: &TestDb) -> (AppState, Router) {
@@ -138,10 +141,10 @@ async fn snapshot(state: &AppState) -> Vec<String> {
             .unwrap();
         out.push(format!("{name}: {n}"));
     }
-    for u in auth::list_users(db).await.unwrap() {
+    for u in list_users(db).await.unwrap() {
         out.push(format!("{u:?}"));
     }
-    for tk in auth::list_tokens(db).await.unwrap() {
+    for tk in list_tokens(db).await.unwrap() {
         out.push(format!("{tk:?}"));
     }
     out
@@ -225,7 +228,7 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
     let (state, app) = setup(&t).await;
     let before = snapshot(&state).await;
 
-    let registered = auth::server_fn_paths();
+    let registered = server_fn_paths();
     assert!(registered.len() >= 3, "{registered:?}");
     for (path, method) in &registered {
         let case = SERVER_FN_CASES.iter().find(|c| c.path == *path).unwrap_or_else(|| {
@@ -271,7 +274,7 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
             assert_eq!(r.status.as_u16(), [a, m, s][i], "GET {path} as {who:?}");
             match who {
                 Who::Anonymous if a == 303 => {
-                    assert_eq!(r.location.as_deref(), Some(auth::login_path_for(path).as_str()));
+                    assert_eq!(r.location.as_deref(), Some(login_href(path).as_str()));
                 }
                 Who::Member if m == 403 => assert!(r.body.contains("data-testid=\"forbidden\""), "{}", r.body),
                 Who::Superuser if path.starts_with("/app/settings/superuser") => {
@@ -360,7 +363,7 @@ on_both_backends!(wrong_password_unknown_and_disabled_users_get_the_same_answer,
     assert_eq!(m.get("/app/settings/superuser").await.status, StatusCode::FORBIDDEN);
 
     // Disabling the member ends their live session at the next request, and they cannot sign in.
-    auth::disable_user(&state.db, &Email::parse(MEMBER.0).unwrap()).await.unwrap();
+    disable_user(&state.db, &Email::parse(MEMBER.0).unwrap()).await.unwrap();
     assert_eq!(m.post("/api/current_user", "").await.body, "null");
     let r = m.get("/app/settings/superuser").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -519,7 +522,7 @@ async fn the_hashing_queue_holds_two_running_plus_queue_then_refuses() {
     while hasher.in_flight() < 2 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(hasher.run(|| true).await, Err(auth::AuthError::Busy));
+    assert!(matches!(hasher.run(|| true).await, Err(AppError::TooManyRequests { .. })));
     tx.send(()).unwrap();
     tx.send(()).unwrap();
     for j in jobs {
@@ -531,25 +534,25 @@ async fn the_hashing_queue_holds_two_running_plus_queue_then_refuses() {
 
 on_both_backends!(worker_tokens_are_hashed_and_revocable, |t| {
     let db = &t.db;
-    let name = auth::TokenName::parse("worker-1").unwrap();
-    let token = auth::create_token(db, &name).await.unwrap();
+    let name = TokenName::parse("worker-1").unwrap();
+    let token = create_token(db, &name).await.unwrap();
     assert!(token.starts_with("rpw_") && token.len() == 68, "{token}");
     let stored: String = sqlx::query("SELECT token_hash FROM worker_tokens").fetch_one(&db.pool).await.unwrap().get("token_hash");
     assert!(!stored.contains(&token[4..]), "the token itself must not be stored");
-    assert!(matches!(auth::create_token(db, &name).await, Err(auth::AuthError::Invalid { field: "NAME", .. })));
+    assert!(matches!(create_token(db, &name).await, Err(AppError::Field { field, .. }) if field == "NAME"));
 
     let mut headers = axum::http::HeaderMap::new();
-    assert_eq!(auth::verify_worker_token(db, &headers).await, Err(auth::AuthError::Unauthenticated));
+    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(runtime_policy::auth::token::TOKEN_REQUIRED.into())));
     headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    assert_eq!(auth::verify_worker_token(db, &headers).await.unwrap().name, "worker-1");
+    assert_eq!(verify_worker_token(db, &headers).await.unwrap().name, "worker-1");
     headers.insert(header::AUTHORIZATION, "Bearer rpw_nope".parse().unwrap());
-    assert_eq!(auth::verify_worker_token(db, &headers).await, Err(auth::AuthError::Unauthenticated));
+    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(runtime_policy::auth::token::TOKEN_REQUIRED.into())));
 
-    auth::revoke_token(db, &name).await.unwrap();
+    revoke_token(db, &name).await.unwrap();
     headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    assert_eq!(auth::verify_worker_token(db, &headers).await, Err(auth::AuthError::Unauthenticated));
-    assert!(auth::revoke_token(db, &name).await.is_err());
-    let list = auth::list_tokens(db).await.unwrap();
+    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(runtime_policy::auth::token::TOKEN_REQUIRED.into())));
+    assert!(revoke_token(db, &name).await.is_err());
+    let list = list_tokens(db).await.unwrap();
     assert_eq!(list.len(), 1);
     assert!(list[0].revoked_at.is_some());
     t.finish().await;

@@ -1,17 +1,14 @@
-//! The audit views: a key's history with readable diffs and revert, a small chart of numeric
-//! values over time, and the global log with filters, paging and export.
+//! A key's audit trail on the page: its history with readable diffs and revert, and a small
+//! chart of numeric values over time.
 
 use leptos::prelude::*;
-use leptos_router::components::Form;
-use leptos_router::hooks::use_query_map;
 use serde_json::Value as Json;
 
-use super::editor::show_time;
-use super::encode_query;
-use crate::policy::api::{audit_log, RevertPolicy};
+use super::api::RevertPolicy;
 use crate::policy::audit::AuditRow;
-use crate::policy::registry::{spec, KeySpec, REGISTRY};
+use crate::policy::registry::KeySpec;
 use crate::policy::value::{canonical_json, truncate, Provider};
+use crate::ui::show_time;
 
 fn show_value(v: Option<&Json>) -> String {
     v.map(|v| truncate(&canonical_json(v), 60)).unwrap_or_else(|| "(inherited)".to_string())
@@ -114,7 +111,7 @@ pub fn HistoryList(
                                             " · "
                                             <time datetime=row.at.clone()>{show_time(&row.at)}</time>
                                             " · "
-                                            <span class="history__action">{row.action.clone()}</span>
+                                            <span class="history__action">{row.action.as_str()}</span>
                                         </div>
                                         <ul class="history__change">
                                             {change.into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}
@@ -197,131 +194,6 @@ pub fn ValueChart(key: &'static str, rows: Vec<AuditRow>, default: Json) -> impl
             </figure>
         }
     })
-}
-
-/// The global audit log: filters in the address (so a filtered view is a link), paging by id,
-/// and downloads of the filtered rows.
-#[component]
-pub fn AuditLog() -> impl IntoView {
-    let query = use_query_map();
-    let field = move |name: &str| query.read().get(name).filter(|v| !v.is_empty());
-    let page = Resource::new(
-        move || {
-            (
-                field("key"),
-                field("actor"),
-                field("from"),
-                field("to"),
-                field("before").and_then(|b| b.parse::<i64>().ok()),
-            )
-        },
-        |(key, actor, from, to, before)| audit_log(key, actor, from, to, before),
-    );
-    let export_query = move || {
-        ["key", "actor", "from", "to"]
-            .into_iter()
-            .filter_map(|n| field(n).map(|v| format!("{n}={}", encode_query(&v))))
-            .collect::<Vec<_>>()
-            .join("&")
-    };
-    let page_link = move |before: i64| {
-        let q = export_query();
-        let sep = if q.is_empty() { "" } else { "&" };
-        format!("{}?{q}{sep}before={before}", super::Category::Audit.href())
-    };
-
-    view! {
-        <Form method="GET" action=super::Category::Audit.href() attr:class="audit-filters">
-            <label>
-                "Key"
-                <select name="key" data-testid="filter-key">
-                    <option value="" selected=move || field("key").is_none()>"All keys"</option>
-                    {REGISTRY
-                        .iter()
-                        .map(|s| {
-                            view! {
-                                <option value=s.key selected=move || field("key").as_deref() == Some(s.key)>
-                                    {s.key}
-                                </option>
-                            }
-                        })
-                        .collect_view()}
-                </select>
-            </label>
-            <label>
-                "Actor"
-                <input type="text" name="actor" placeholder="email or cli:user" value=move || field("actor").unwrap_or_default() data-testid="filter-actor" />
-            </label>
-            <label>
-                "From"
-                <input type="date" name="from" value=move || field("from").unwrap_or_default() data-testid="filter-from" />
-            </label>
-            <label>
-                "Until (exclusive)"
-                <input type="date" name="to" value=move || field("to").unwrap_or_default() data-testid="filter-to" />
-            </label>
-            <button type="submit" class="button" data-testid="filter-apply">"Apply filters"</button>
-        </Form>
-        <p class="exports">
-            "Download these rows: "
-            <a href=move || format!("/api/v1/audit/export.csv?{}", export_query()) download data-testid="export-csv" rel="external">"CSV"</a>
-            " · "
-            <a href=move || format!("/api/v1/audit/export.json?{}", export_query()) download data-testid="export-json" rel="external">"JSON"</a>
-        </p>
-        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match page.await {
-                    Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
-                    Ok(p) if p.error.is_some() => view! {
-                        <p class="error" role="alert" data-testid="audit-error">{p.error.unwrap_or_default()}</p>
-                    }
-                    .into_any(),
-                    Ok(p) if p.rows.is_empty() => view! { <p class="muted" data-testid="audit-empty">"No changes match."</p> }.into_any(),
-                    Ok(p) => view! {
-                        <div class="table-wrap">
-                            <table class="audit" data-testid="audit-table">
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"When"</th>
-                                        <th scope="col">"Who"</th>
-                                        <th scope="col">"Key"</th>
-                                        <th scope="col">"Change"</th>
-                                        <th scope="col">"Reason"</th>
-                                        <th scope="col">"Revision"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {p.rows
-                                        .into_iter()
-                                        .map(|r| {
-                                            let inherited = spec(&r.key).map(|s| s.default_value().to_json()).unwrap_or(Json::Null);
-                                            let change = describe_change(r.from_value.as_ref(), r.to_value.as_ref(), &inherited).join("; ");
-                                            view! {
-                                                <tr data-testid="audit-row">
-                                                    <td><time datetime=r.at.clone()>{show_time(&r.at)}</time></td>
-                                                    <td>{r.actor_email}</td>
-                                                    <td><a href=super::key_href(&r.key)><code>{r.key.clone()}</code></a></td>
-                                                    <td>{format!("{}: {change}", r.action)}</td>
-                                                    <td>{r.reason.unwrap_or_default()}</td>
-                                                    <td>{r.policy_revision}</td>
-                                                </tr>
-                                            }
-                                        })
-                                        .collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                        {p.older.map(|before| view! {
-                            <p class="pager">
-                                <a href=page_link(before) data-testid="audit-older">"Older entries →"</a>
-                            </p>
-                        })}
-                    }
-                    .into_any(),
-                }
-            })}
-        </Transition>
-    }
 }
 
 #[cfg(test)]

@@ -1,23 +1,25 @@
-//! A benchmark, not a timed test (ignored by default): run-creation throughput with 1 and 8
-//! concurrent clients, and the latency of the snapshot read over HTTP, on SQLite and (when
-//! TEST_POSTGRES_URL is set) PostgreSQL.
+//! A benchmark, not a test (`cargo test` does not build it): run-creation throughput with 1
+//! and 8 concurrent clients, and the latency of the snapshot read over HTTP, on SQLite and
+//! (when TEST_POSTGRES_URL is set) PostgreSQL.
 //!
 //!     TEST_POSTGRES_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres \
-//!       cargo test --release --features ssr --test runs_bench -- --ignored --nocapture
-#![cfg(feature = "ssr")]
+//!       cargo bench --features ssr --bench runs_bench
 
-mod common;
+#[path = "../tests/it/helpers.rs"]
+#[macro_use]
+mod helpers;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use runtime_policy::auth::server::{create_token, TokenName};
+use runtime_policy::auth::token::{create_token, TokenName};
 use runtime_policy::config::Backend;
-use runtime_policy::policy::server::PolicyStore;
-use runtime_policy::runs::server::{self as runs, Creator, NewBlocks};
+use runtime_policy::paths::api_run_policy;
+use runtime_policy::policy::store::PolicyStore;
+use runtime_policy::runs::input::NewBlocks;
+use runtime_policy::runs::server::{self as runs, Creator};
 use runtime_policy::runs::worker::ApiClient;
-use runtime_policy::server::{router, AppState};
 
 const RUNS_PER_CLIENT_SINGLE: usize = 200;
 const CLIENTS: usize = 8;
@@ -51,23 +53,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn bench(backend: Backend) {
-    let t = common::TestDb::new(backend).await;
+    let t = helpers::TestDb::new(backend).await;
     let store = PolicyStore::new(t.db.clone(), HashMap::new());
     let single = creation_rate(&store, 1, RUNS_PER_CLIENT_SINGLE).await;
     let multi = creation_rate(&store, CLIENTS, RUNS_PER_CLIENT_MULTI).await;
 
-    let options = leptos::config::LeptosOptions::builder().output_name("runtime-policy").site_root("target/site").build();
-    let state = AppState::open(t.db.clone(), &t.url, options, false).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
-    });
+    let base = helpers::spawn_app(&t).await;
     let token = create_token(&t.db, &TokenName::parse("bench").unwrap()).await.unwrap();
     let client = ApiClient::new(&base, &token).unwrap();
     let mut times = Vec::with_capacity(SNAPSHOT_READS);
     for i in 0..SNAPSHOT_READS {
-        let path = format!("/api/v1/runs/{}/policy", 1 + i % 100);
+        let path = api_run_policy(1 + (i % 100) as i64);
         let start = Instant::now();
         let res = client.send(Method::GET, &path, None).await.unwrap();
         times.push(start.elapsed());
@@ -90,13 +86,14 @@ async fn bench(backend: Backend) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "a benchmark: run with --ignored --nocapture"]
-async fn run_creation_throughput_and_snapshot_read_latency() {
-    bench(Backend::Sqlite).await;
-    if common::postgres_url().is_some() {
-        bench(Backend::Postgres).await;
-    } else {
-        println!("PostgreSQL skipped: TEST_POSTGRES_URL is unset");
-    }
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        bench(Backend::Sqlite).await;
+        if helpers::postgres_url().is_some() {
+            bench(Backend::Postgres).await;
+        } else {
+            println!("PostgreSQL skipped: TEST_POSTGRES_URL is unset");
+        }
+    });
 }

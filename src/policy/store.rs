@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sqlx::{Any, Row, Transaction};
 
-use super::registry::{model_in_registry, spec, unknown_key, KeySpec};
-use super::resolve::{resolve_all, AdminEntry, Layers, Resolved};
+use super::audit::{AuditAction, AuditFilter, AuditRow, Conflict};
+use super::registry::{keys, model_in_registry, spec, unknown_key, KeySpec};
+use super::resolve::{pick_by_precedence, resolve_all, AdminEntry, Layers, Resolved};
 use super::value::{canonical_json, PolicyValue, ValidationError};
-pub use super::audit::{AuditFilter, AuditRow, Conflict};
-use crate::db::{format_ts, Db};
+use crate::db::{format_ts, parse_ts, Db};
+use crate::error::AppError;
 
 pub const MAX_REASON_CHARS: usize = 500;
 
@@ -41,78 +42,14 @@ impl Actor {
     }
 }
 
-/// Why a write did not happen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum StoreError {
-    /// The input is not allowed; the message names the field.
-    Invalid(ValidationError),
-    /// Someone changed the key since the editor loaded it.
-    Conflict(Conflict),
-    /// The audit row to revert to does not exist for this key.
-    NotFound(String),
-    /// The database failed; details are in the server log.
-    Internal(String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Invalid(e) => write!(f, "{e}"),
-            StoreError::Conflict(c) => write!(
-                f,
-                "{} was changed by {} at {} to {} (version {}, you edited version {}); reload and try again",
-                c.key,
-                c.changed_by,
-                c.changed_at,
-                c.current_value.as_ref().map(canonical_json).unwrap_or_else(|| "the inherited value (reset)".into()),
-                c.current_version,
-                c.expected_version
-            ),
-            StoreError::NotFound(m) => f.write_str(m),
-            StoreError::Internal(m) => write!(f, "internal error: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        tracing::error!(error = %e, "policy store database error");
-        StoreError::Internal("the database refused the change; see the server log".into())
-    }
-}
-
-impl From<ValidationError> for StoreError {
-    fn from(e: ValidationError) -> Self {
-        StoreError::Invalid(e)
-    }
-}
-
-/// What a write did.
+/// What a write did. Bad input, a missing audit row or a database failure are errors instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WriteOutcome {
     Changed { version: i64, revision: i64, audit_id: i64 },
     /// The value was already in force: nothing written, no audit row.
     Unchanged,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Update,
-    Reset,
-    Revert,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Update => "update",
-            Action::Reset => "reset",
-            Action::Revert => "revert",
-        }
-    }
+    /// Someone changed the key since the writer read it: nothing written.
+    Conflict(Conflict),
 }
 
 /// The store: the database plus the env layer read at start.
@@ -122,18 +59,15 @@ pub struct PolicyStore {
     env: Arc<HashMap<String, String>>,
 }
 
-fn check_reason(reason: Option<&str>) -> Result<Option<String>, StoreError> {
+fn check_reason(reason: Option<&str>) -> Result<Option<String>, AppError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if let Some(r) = reason {
         if r.contains('\0') {
-            return Err(StoreError::Invalid(ValidationError::new("reason", "must not contain a NUL character")));
+            return Err(ValidationError::new("reason", "must not contain a NUL character").into());
         }
         let n = r.chars().count();
         if n > MAX_REASON_CHARS {
-            return Err(StoreError::Invalid(ValidationError::new(
-                "reason",
-                format!("must be at most {MAX_REASON_CHARS} characters, got {n}"),
-            )));
+            return Err(ValidationError::new("reason", format!("must be at most {MAX_REASON_CHARS} characters, got {n}")).into());
         }
     }
     Ok(reason.map(str::to_string))
@@ -143,11 +77,16 @@ fn parse_json_text(s: Option<String>) -> Option<Json> {
     s.and_then(|t| serde_json::from_str(&t).ok())
 }
 
-fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditRow, sqlx::Error> {
+fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditRow, AppError> {
+    let action: String = r.try_get("action")?;
+    let action = AuditAction::parse(&action).ok_or_else(|| {
+        tracing::error!(action, "unknown action in the audit log");
+        AppError::internal()
+    })?;
     Ok(AuditRow {
         id: r.try_get("id")?,
         key: r.try_get("key")?,
-        action: r.try_get("action")?,
+        action,
         actor_id: r.try_get("actor_id")?,
         actor_email: r.try_get("actor_email")?,
         at: r.try_get("at")?,
@@ -201,20 +140,20 @@ impl PolicyStore {
     }
 
     /// The current revision of the whole policy.
-    pub async fn revision(&self) -> Result<i64, StoreError> {
+    pub async fn revision(&self) -> Result<i64, AppError> {
         Ok(sqlx::query_scalar::<_, i64>("SELECT revision FROM policy_revision WHERE id = 1")
             .fetch_one(&self.db.pool)
             .await?)
     }
 
     /// Every key resolved with provenance (default < env < admin).
-    pub async fn resolve(&self) -> Result<Vec<Resolved>, StoreError> {
+    pub async fn resolve(&self) -> Result<Vec<Resolved>, AppError> {
         let admin = load_admin(&self.db.pool).await?;
         Ok(resolve_all(&Layers { env: (*self.env).clone(), admin }))
     }
 
     /// Resolves inside a transaction, so the result matches the revision read in it.
-    pub async fn resolve_in(&self, tx: &mut Transaction<'static, Any>) -> Result<(Vec<Resolved>, i64), StoreError> {
+    pub async fn resolve_in(&self, tx: &mut Transaction<'static, Any>) -> Result<(Vec<Resolved>, i64), AppError> {
         let admin = load_admin(&mut **tx).await?;
         let revision = sqlx::query_scalar::<_, i64>("SELECT revision FROM policy_revision WHERE id = 1")
             .fetch_one(&mut **tx)
@@ -222,10 +161,10 @@ impl PolicyStore {
         Ok((resolve_all(&Layers { env: (*self.env).clone(), admin }), revision))
     }
 
-    pub async fn resolve_key(&self, key: &str) -> Result<Resolved, StoreError> {
+    pub async fn resolve_key(&self, key: &str) -> Result<Resolved, AppError> {
         spec(key).ok_or_else(|| unknown_key(key))?;
         let all = self.resolve().await?;
-        all.into_iter().find(|r| r.key == key).ok_or_else(|| StoreError::Invalid(unknown_key(key)))
+        all.into_iter().find(|r| r.key == key).ok_or_else(|| unknown_key(key).into())
     }
 
     /// Sets the admin value of `key` from JSON.
@@ -236,7 +175,7 @@ impl PolicyStore {
         value: &Json,
         expected_version: i64,
         reason: Option<&str>,
-    ) -> Result<WriteOutcome, StoreError> {
+    ) -> Result<WriteOutcome, AppError> {
         self.update_with(actor, key, |s| s.parse_json(value), expected_version, reason).await
     }
 
@@ -248,7 +187,7 @@ impl PolicyStore {
         raw: &str,
         expected_version: i64,
         reason: Option<&str>,
-    ) -> Result<WriteOutcome, StoreError> {
+    ) -> Result<WriteOutcome, AppError> {
         self.update_with(actor, key, |s| s.parse_text(raw), expected_version, reason).await
     }
 
@@ -259,11 +198,11 @@ impl PolicyStore {
         parse: impl FnOnce(&KeySpec) -> Result<PolicyValue, ValidationError>,
         expected_version: i64,
         reason: Option<&str>,
-    ) -> Result<WriteOutcome, StoreError> {
+    ) -> Result<WriteOutcome, AppError> {
         let s = spec(key).ok_or_else(|| unknown_key(key))?;
         let parsed = parse(s)?;
         let reason = check_reason(reason)?;
-        self.write(actor, s, Some(parsed), expected_version, reason, Action::Update, None).await
+        self.write(actor, s, Some(parsed), expected_version, reason, AuditAction::Update, None).await
     }
 
     /// Removes the admin value; the key falls back to env or default.
@@ -273,10 +212,10 @@ impl PolicyStore {
         key: &str,
         expected_version: i64,
         reason: Option<&str>,
-    ) -> Result<WriteOutcome, StoreError> {
+    ) -> Result<WriteOutcome, AppError> {
         let s = spec(key).ok_or_else(|| unknown_key(key))?;
         let reason = check_reason(reason)?;
-        self.write(actor, s, None, expected_version, reason, Action::Reset, None).await
+        self.write(actor, s, None, expected_version, reason, AuditAction::Reset, None).await
     }
 
     /// Restores the value a key had after audit row `audit_id` (its `to`); itself a new,
@@ -288,7 +227,7 @@ impl PolicyStore {
         audit_id: i64,
         expected_version: i64,
         reason: Option<&str>,
-    ) -> Result<WriteOutcome, StoreError> {
+    ) -> Result<WriteOutcome, AppError> {
         let s = spec(key).ok_or_else(|| unknown_key(key))?;
         let reason = check_reason(reason)?;
         let row = sqlx::query("SELECT key, to_value FROM admin_runtime_policy_audit WHERE id = $1")
@@ -297,13 +236,13 @@ impl PolicyStore {
             .await?;
         let row = match row {
             Some(r) if r.try_get::<String, _>("key")? == key => r,
-            _ => return Err(StoreError::NotFound(format!("audit row {audit_id} is not in the history of {key}"))),
+            _ => return Err(AppError::NotFound(format!("audit row {audit_id} is not in the history of {key}"))),
         };
         let target = match parse_json_text(row.try_get("to_value")?) {
             Some(json) => Some(s.parse_json(&json)?),
             None => None,
         };
-        self.write(actor, s, target, expected_version, reason, Action::Revert, Some(audit_id)).await
+        self.write(actor, s, target, expected_version, reason, AuditAction::Revert, Some(audit_id)).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -314,9 +253,9 @@ impl PolicyStore {
         new_value: Option<PolicyValue>,
         expected_version: i64,
         reason: Option<String>,
-        action: Action,
+        action: AuditAction,
         reverted_audit_id: Option<i64>,
-    ) -> Result<WriteOutcome, StoreError> {
+    ) -> Result<WriteOutcome, AppError> {
         let mut tx = self.db.begin_write().await?;
         // Bumping the revision first takes the write lock (SQLite) or the row lock (PostgreSQL)
         // before anything is read, so concurrent writers queue here and each sees the last
@@ -337,7 +276,7 @@ impl PolicyStore {
                 updated_at: String::new(),
             });
             tx.rollback().await?;
-            return Err(StoreError::Conflict(Conflict {
+            return Ok(WriteOutcome::Conflict(Conflict {
                 key: s.key.to_string(),
                 expected_version,
                 current_version,
@@ -371,7 +310,7 @@ impl PolicyStore {
         );
         let model_before = before
             .iter()
-            .find(|r| r.key == "models.platform_default_model")
+            .find(|r| r.key == keys::DEFAULT_MODEL)
             .and_then(|r| r.value.as_str().map(str::to_string));
         check_default_model(&Layers { env: (*self.env).clone(), admin }, s.key, model_before)?;
 
@@ -414,7 +353,7 @@ impl PolicyStore {
     }
 
     /// Audit rows, newest first.
-    pub async fn history(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn history(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, AppError> {
         let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM admin_runtime_policy_audit WHERE 1 = 1");
         let mut n = 0;
         let mut next = || {
@@ -455,64 +394,55 @@ impl PolicyStore {
         }
         q = q.bind(filter.limit.unwrap_or(100).clamp(1, 10_000));
         let rows = q.fetch_all(&self.db.pool).await?;
-        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+        rows.iter().map(audit_from_row).collect()
     }
 }
 
 /// Time bounds are compared as stored text, so they are rewritten in the stored form.
-fn normalise_bound(field: &str, raw: &str) -> Result<String, StoreError> {
-    let parsed = crate::db::parse_ts(raw.trim()).or_else(|| {
+fn normalise_bound(field: &str, raw: &str) -> Result<String, AppError> {
+    let parsed = parse_ts(raw.trim()).or_else(|| {
         chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|dt| dt.and_utc())
     });
     parsed.map(format_ts).ok_or_else(|| {
-        StoreError::Invalid(ValidationError::new(
-            field,
-            format!("must be a date (YYYY-MM-DD) or an RFC 3339 time, got \"{raw}\""),
-        ))
+        ValidationError::new(field, format!("must be a date (YYYY-MM-DD) or an RFC 3339 time, got \"{raw}\"")).into()
     })
 }
 
 /// Refuses a change that would leave the default model pointing at a missing or disabled model.
 /// For a registry change that is the default model in force before it (`model_before`); for a
 /// change of the default model itself, the value the precedence chain now picks.
-fn check_default_model(layers: &Layers, changed: &str, model_before: Option<String>) -> Result<(), StoreError> {
-    if changed != "models.provider_registry" && changed != "models.platform_default_model" {
+fn check_default_model(layers: &Layers, changed: &str, model_before: Option<String>) -> Result<(), AppError> {
+    if changed != keys::PROVIDER_REGISTRY && changed != keys::DEFAULT_MODEL {
         return Ok(());
     }
     let all = resolve_all(layers);
-    let registry = all.iter().find(|r| r.key == "models.provider_registry");
-    let providers = registry
+    let providers = all
+        .iter()
+        .find(|r| r.key == keys::PROVIDER_REGISTRY)
         .and_then(|r| spec(&r.key).and_then(|s| s.parse_json(&r.value).ok()))
         .and_then(|v| v.as_providers().map(|p| p.to_vec()))
         .unwrap_or_default();
-    // The model the precedence chain would pick before the cross-key check.
-    let Some(model_spec) = spec("models.platform_default_model") else { return Ok(()) };
-    let chosen = [
-        layers.admin.get(model_spec.key).and_then(|a| a.value.clone()).and_then(|j| model_spec.parse_json(&j).ok()),
-        layers.env.get(model_spec.key).and_then(|raw| model_spec.parse_text(raw).ok()),
-        Some(model_spec.default_value()),
-    ]
-    .into_iter()
-    .flatten()
-    .next();
-    let model = if changed == "models.provider_registry" {
+    let model = if changed == keys::PROVIDER_REGISTRY {
         model_before
     } else {
-        chosen.and_then(|m| m.as_str().map(str::to_string))
+        spec(keys::DEFAULT_MODEL)
+            .and_then(|s| pick_by_precedence(s, layers))
+            .and_then(|m| m.as_str().map(str::to_string))
     };
     let Some(model) = model else { return Ok(()) };
     if model_in_registry(&model, &providers) {
         return Ok(());
     }
-    let message = if changed == "models.provider_registry" {
+    let message = if changed == keys::PROVIDER_REGISTRY {
         format!(
-            "would leave models.platform_default_model (\"{model}\") pointing at a missing or disabled model; change the default model first"
+            "would leave {} (\"{model}\") pointing at a missing or disabled model; change the default model first",
+            keys::DEFAULT_MODEL
         )
     } else {
-        format!("\"{model}\" is not a model of an enabled provider in models.provider_registry")
+        format!("\"{model}\" is not a model of an enabled provider in {}", keys::PROVIDER_REGISTRY)
     };
-    Err(StoreError::Invalid(ValidationError::new(changed, message)))
+    Err(ValidationError::new(changed, message).into())
 }

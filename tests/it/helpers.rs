@@ -1,11 +1,15 @@
 //! Shared helpers for the integration tests: a fresh SQLite file or a fresh PostgreSQL
-//! database per test, migrated, and removed afterwards.
+//! database per test, migrated, and removed afterwards; the app state over it; the whole app
+//! served on a free port of 127.0.0.1.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use runtime_policy::config::{Backend, DatabaseUrl};
 use runtime_policy::db::Db;
+use runtime_policy::auth::session::AuthSettings;
+use runtime_policy::state::AppState;
+use runtime_policy::web::router;
 use sqlx::Connection;
 
 /// A migrated database that lives as long as this value (the SQLite folder is deleted on drop;
@@ -69,19 +73,18 @@ impl TestDb {
     }
 
     /// The app state over this database, as `serve` builds it (sessions in the same database).
-    pub async fn state(&self) -> runtime_policy::server::AppState {
+    pub async fn state(&self) -> AppState {
         self.state_with(false).await
     }
 
     /// The app state with the session cookie's `Secure` flag set or not.
-    pub async fn state_with(&self, cookie_secure: bool) -> runtime_policy::server::AppState {
+    pub async fn state_with(&self, cookie_secure: bool) -> AppState {
         let options = leptos::config::LeptosOptions::builder()
             .output_name("runtime-policy")
             .site_root("target/site")
             .build();
-        runtime_policy::server::AppState::open(self.db.clone(), &self.url, options, cookie_secure)
-            .await
-            .expect("open app state")
+        let settings = AuthSettings { cookie_secure, ..Default::default() };
+        AppState::open(self.db.clone(), &self.url, options, settings).await.expect("open app state")
     }
 
     /// Closes the pool and drops a PostgreSQL test database.
@@ -105,19 +108,31 @@ macro_rules! on_both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let $db = $crate::common::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
+                let $db = $crate::helpers::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
                 $body
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if $crate::common::postgres_url().is_none() {
+                if $crate::helpers::postgres_url().is_none() {
                     eprintln!("SKIPPED {}::postgres: TEST_POSTGRES_URL is unset", module_path!());
                     return;
                 }
-                let $db = $crate::common::TestDb::new(runtime_policy::config::Backend::Postgres).await;
+                let $db = $crate::helpers::TestDb::new(runtime_policy::config::Backend::Postgres).await;
                 $body
             }
         }
     };
+}
+
+/// Serves the whole app over `t` on a free port of 127.0.0.1, for as long as the test runs;
+/// returns its base URL.
+pub async fn spawn_app(t: &TestDb) -> String {
+    let state = t.state().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+    });
+    format!("http://{addr}")
 }

@@ -1,17 +1,18 @@
 //! The policy store on both backends: audited writes, conflicts, no-ops, reset, revert,
 //! the cross-key rule, an append-only audit table and no lost updates under concurrency.
-#![cfg(feature = "ssr")]
-
-mod common;
 
 use std::collections::HashMap;
 
 use runtime_policy::config::Backend;
-use runtime_policy::policy::server::{Actor, AuditFilter, PolicyStore, StoreError, WriteOutcome};
-use runtime_policy::policy::Layer;
+use runtime_policy::error::AppError;
+use runtime_policy::policy::audit::AuditFilter;
+use runtime_policy::policy::registry::Layer;
+use runtime_policy::policy::store::{Actor, PolicyStore, WriteOutcome};
 use serde_json::json;
 
-fn store(t: &common::TestDb) -> PolicyStore {
+use crate::helpers;
+
+fn store(t: &helpers::TestDb) -> PolicyStore {
     PolicyStore::new(t.db.clone(), HashMap::new())
 }
 
@@ -23,11 +24,11 @@ fn bob() -> Actor {
     Actor::user(2, "bob@example.com")
 }
 
-async fn audit_count(t: &common::TestDb) -> i64 {
+async fn audit_count(t: &helpers::TestDb) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM admin_runtime_policy_audit").fetch_one(&t.db.pool).await.unwrap()
 }
 
-async fn admin_count(t: &common::TestDb) -> i64 {
+async fn admin_count(t: &helpers::TestDb) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM admin_runtime_policy").fetch_one(&t.db.pool).await.unwrap()
 }
 
@@ -66,9 +67,9 @@ on_both_backends!(invalid_input_writes_nothing, |t| {
         ("upload.allowed_extensions", "pdf,.txt"),
         ("worker.max_retries", ""),
     ] {
-        assert!(matches!(s.update_text(&alice(), key, raw, 0, None).await, Err(StoreError::Invalid(_))), "{key}={raw}");
+        assert!(matches!(s.update_text(&alice(), key, raw, 0, None).await, Err(AppError::Field { .. })), "{key}={raw}");
     }
-    assert!(matches!(s.update(&alice(), "no.such.key", &json!(1), 0, None).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.update(&alice(), "no.such.key", &json!(1), 0, None).await, Err(AppError::Field { .. })));
     let long = "x".repeat(501);
     let e = s.update(&alice(), "worker.max_retries", &json!(4), 0, Some(&long)).await.unwrap_err();
     assert!(e.to_string().starts_with("reason must be at most 500 characters"), "{e}");
@@ -79,12 +80,12 @@ on_both_backends!(invalid_input_writes_nothing, |t| {
 on_both_backends!(a_stale_version_is_refused_with_who_when_and_what, |t| {
     let s = store(&t);
     s.update(&alice(), "worker.claim_batch_size", &json!(20), 0, None).await.unwrap();
-    let e = s.update(&bob(), "worker.claim_batch_size", &json!(30), 0, None).await.unwrap_err();
-    let StoreError::Conflict(c) = &e else { panic!("{e:?}") };
+    let e = s.update(&bob(), "worker.claim_batch_size", &json!(30), 0, None).await.unwrap();
+    let WriteOutcome::Conflict(c) = &e else { panic!("{e:?}") };
     assert_eq!((c.expected_version, c.current_version), (0, 1));
     assert_eq!(c.changed_by, "alice@example.com");
     assert_eq!(c.current_value, Some(json!(20)));
-    assert!(e.to_string().contains("changed by alice@example.com"), "{e}");
+    assert!(c.to_string().contains("changed by alice@example.com"), "{c}");
     assert_eq!(audit_count(&t).await, 1);
     assert_eq!(s.resolve_key("worker.claim_batch_size").await.unwrap().value, json!(20));
     t.finish().await;
@@ -114,18 +115,18 @@ on_both_backends!(reset_falls_back_and_revert_restores_an_earlier_value, |t| {
     assert_eq!(r.provenance(), "effective=5 (source=env)");
     assert_eq!(r.admin_version, 3, "the version keeps counting after a reset");
     let rows = s.history(&AuditFilter { key: Some("worker.max_retries".into()), ..Default::default() }).await.unwrap();
-    assert_eq!(rows[0].action, "reset");
+    assert_eq!(rows[0].action.as_str(), "reset");
     assert_eq!((rows[0].from_value.clone(), rows[0].to_value.clone()), (Some(json!(9)), None));
 
     // An editor still holding version 0 cannot write after set -> reset.
-    assert!(matches!(s.update(&bob(), "worker.max_retries", &json!(1), 0, None).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.update(&bob(), "worker.max_retries", &json!(1), 0, None).await, Ok(WriteOutcome::Conflict(_))));
 
     s.revert(&bob(), "worker.max_retries", first, 3, Some("restore 8")).await.unwrap();
     assert_eq!(s.resolve_key("worker.max_retries").await.unwrap().provenance(), "effective=8 (source=admin)");
     let rows = s.history(&AuditFilter { key: Some("worker.max_retries".into()), ..Default::default() }).await.unwrap();
     assert_eq!(rows.len(), 4);
     assert_eq!((rows[0].action.as_str(), rows[0].reverted_audit_id), ("revert", Some(first)));
-    assert!(matches!(s.revert(&bob(), "worker.claim_batch_size", first, 0, None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.revert(&bob(), "worker.claim_batch_size", first, 0, None).await, Err(AppError::NotFound(_))));
     t.finish().await;
 });
 
@@ -146,7 +147,7 @@ on_both_backends!(the_cross_key_rule_names_both_keys, |t| {
     s.update(&alice(), "models.provider_registry", &without_anthropic, 0, None).await.unwrap();
     // Resetting the default model would now point at a disabled provider.
     let e = s.reset(&alice(), "models.platform_default_model", 1, None).await.unwrap_err();
-    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+    assert!(matches!(e, AppError::Field { .. }), "{e:?}");
     assert_eq!(audit_count(&t).await, 2);
     t.finish().await;
 });
@@ -167,9 +168,9 @@ on_both_backends!(a_failing_audit_insert_leaves_nothing_changed, |t| {
         }
     }
     let e = s.update(&bob(), "worker.max_retries", &json!(6), 1, None).await.unwrap_err();
-    assert!(matches!(e, StoreError::Internal(_)), "{e:?}");
+    assert!(matches!(e, AppError::Internal(_)), "{e:?}");
     let e = s.update(&bob(), "worker.claim_batch_size", &json!(6), 0, None).await.unwrap_err();
-    assert!(matches!(e, StoreError::Internal(_)), "{e:?}");
+    assert!(matches!(e, AppError::Internal(_)), "{e:?}");
     let r = s.resolve_key("worker.max_retries").await.unwrap();
     assert_eq!((r.value, r.admin_version), (json!(4), 1));
     assert_eq!(s.resolve_key("worker.claim_batch_size").await.unwrap().source, Layer::Default);
@@ -217,7 +218,7 @@ on_both_backends!(sixteen_concurrent_editors_lose_no_update, |t| {
     for task in tasks {
         match task.await.unwrap() {
             Ok(WriteOutcome::Changed { .. }) => successes += 1,
-            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Ok(WriteOutcome::Conflict(_)) => conflicts += 1,
             other => panic!("unexpected outcome {other:?}"),
         }
     }
@@ -256,7 +257,7 @@ on_both_backends!(history_filters_by_key_actor_and_time_and_pages, |t| {
     assert!(future.is_empty());
     let past = s.history(&AuditFilter { to: Some("2999-01-01".into()), from: Some("2000-01-01T00:00:00Z".into()), ..Default::default() }).await.unwrap();
     assert_eq!(past.len(), 6);
-    assert!(matches!(s.history(&AuditFilter { from: Some("yesterday".into()), ..Default::default() }).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.history(&AuditFilter { from: Some("yesterday".into()), ..Default::default() }).await, Err(AppError::Field { .. })));
     t.finish().await;
 });
 

@@ -1,12 +1,9 @@
 //! The walking skeleton: database, migrations, health and the server-rendered page.
-#![cfg(feature = "ssr")]
-
-mod common;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
-use common::TestDb;
-use runtime_policy::server::router;
+use crate::helpers::TestDb;
+use runtime_policy::web::router;
 use tower::ServiceExt;
 
 async fn get(db: &TestDb, path: &str) -> (StatusCode, Option<String>, String) {

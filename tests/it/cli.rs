@@ -1,5 +1,4 @@
 //! The binary's command line: help, and one-line errors for bad configuration.
-#![cfg(feature = "ssr")]
 
 use std::process::Command;
 
@@ -48,8 +47,6 @@ fn migrate_creates_the_sqlite_file_and_its_folder() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(path.exists());
 }
-
-mod common;
 
 fn policy(url: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = bin();

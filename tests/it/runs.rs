@@ -1,28 +1,35 @@
 //! Runs on both backends: the snapshot taken at creation, the worker API and the reference
 //! worker against a real server on 127.0.0.1, claims in integer block_index order, leases,
 //! retries, the database refusing snapshot updates, API statuses, and who sees which run.
-#![cfg(feature = "ssr")]
-
-mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use runtime_policy::auth::server::{create_token, revoke_token, TokenName};
-use runtime_policy::auth::{AuthUser, Role};
-use runtime_policy::policy::server::{Actor, PolicyStore};
-use runtime_policy::policy::Layer;
-use runtime_policy::runs::server::{self as runs, Creator, NewBlocks, RunError, WorkerName};
+use runtime_policy::auth::token::{create_token, revoke_token, TokenName};
+use runtime_policy::auth::types::{AuthUser, Role};
+use runtime_policy::error::AppError;
+use runtime_policy::policy::registry::Layer;
+use runtime_policy::policy::store::{Actor, PolicyStore};
+use runtime_policy::runs::input::{NewBlocks, WorkerName};
+use runtime_policy::runs::server::Creator;
 use runtime_policy::runs::snapshot::render_block_prompt;
 use runtime_policy::runs::worker::{self, ApiClient, WorkerConfig};
-use runtime_policy::server::{router, AppState};
 use serde_json::{json, Value};
 use sqlx::Row;
 
+use crate::helpers::{self, spawn_app};
+
+/// The run functions the tests call, from the files that hold them.
+mod runs {
+    pub use runtime_policy::db::sha256_hex;
+    pub use runtime_policy::runs::claims::{claim, complete, fail};
+    pub use runtime_policy::runs::server::{create_run, list_runs, run_detail, snapshot};
+}
+
 const NEW_PROMPT: &str = "NEW PROMPT for {{block_text}}";
 
-fn store(t: &common::TestDb) -> PolicyStore {
+fn store(t: &helpers::TestDb) -> PolicyStore {
     PolicyStore::new(t.db.clone(), HashMap::new())
 }
 
@@ -30,22 +37,7 @@ fn admin() -> Actor {
     Actor::user(1, "root@example.com")
 }
 
-/// Serves the whole app on a free port of 127.0.0.1; returns its base URL.
-async fn serve(t: &common::TestDb) -> String {
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("runtime-policy")
-        .site_root("target/site")
-        .build();
-    let state = AppState::open(t.db.clone(), &t.url, options, false).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
-    });
-    format!("http://{addr}")
-}
-
-async fn token(t: &common::TestDb, name: &str) -> String {
+async fn token(t: &helpers::TestDb, name: &str) -> String {
     create_token(&t.db, &TokenName::parse(name).unwrap()).await.unwrap()
 }
 
@@ -65,7 +57,7 @@ fn worker_config(base: &str, token: &str, run_id: i64, name: &str) -> WorkerConf
 }
 
 /// Every block of a run: uid, index, state, attempts, claimed_by, text, result.
-async fn blocks(t: &common::TestDb, run_id: i64) -> Vec<(String, i64, String, i64, Option<String>, String, Option<String>)> {
+async fn blocks(t: &helpers::TestDb, run_id: i64) -> Vec<(String, i64, String, i64, Option<String>, String, Option<String>)> {
     sqlx::query(
         "SELECT block_uid, block_index, state, attempts, claimed_by, text, result FROM blocks WHERE run_id = $1 ORDER BY block_index",
     )
@@ -88,7 +80,7 @@ async fn blocks(t: &common::TestDb, run_id: i64) -> Vec<(String, i64, String, i6
     .collect()
 }
 
-async fn run_status(t: &common::TestDb, run_id: i64) -> (String, i64, i64) {
+async fn run_status(t: &helpers::TestDb, run_id: i64) -> (String, i64, i64) {
     let r = sqlx::query("SELECT status, blocks_done, blocks_failed FROM runs WHERE id = $1")
         .bind(run_id)
         .fetch_one(&t.db.pool)
@@ -101,7 +93,7 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
     let s = store(&t);
     // A value a superuser set before the run: the snapshot records its layer and version.
     s.update(&admin(), "worker.max_retries", &json!(5), 0, None).await.unwrap();
-    let base = serve(&t).await;
+    let base = spawn_app(&t).await;
     let tok = token(&t, "fleet").await;
     let client = ApiClient::new(&base, &tok).unwrap();
 
@@ -178,7 +170,7 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
 });
 
 /// Gives a run's three blocks the indexes 2, 10 and 100, stored out of order.
-async fn spread_indexes(t: &common::TestDb, run_id: i64) {
+async fn spread_indexes(t: &helpers::TestDb, run_id: i64) {
     for (from, to) in [(2, 10), (1, 2), (0, 100)] {
         sqlx::query("UPDATE blocks SET block_index = $1 WHERE run_id = $2 AND block_index = $3")
             .bind(to)
@@ -226,7 +218,7 @@ on_both_backends!(claims_order_by_the_integer_block_index_as_the_snapshot_says, 
 
 on_both_backends!(an_expired_claim_is_picked_up_by_another_worker, |t| {
     let s = store(&t);
-    let base = serve(&t).await;
+    let base = spawn_app(&t).await;
     let tok = token(&t, "fleet").await;
     let client = ApiClient::new(&base, &tok).unwrap();
     let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(5)).unwrap()).await.unwrap();
@@ -274,7 +266,7 @@ on_both_backends!(a_failed_block_is_retried_up_to_the_snapshot_max_retries, |t| 
     let out = runs::fail(&t.db, run.id, &b0.block_uid, &w, 1, "model timed out").await.unwrap();
     assert_eq!((out.state.as_str(), out.attempts), ("pending", 1));
     // Failing twice with the same attempt is refused.
-    assert!(matches!(runs::fail(&t.db, run.id, &b0.block_uid, &w, 1, "again").await, Err(RunError::Conflict(_))));
+    assert!(matches!(runs::fail(&t.db, run.id, &b0.block_uid, &w, 1, "again").await, Err(AppError::Conflict(_))));
 
     let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| (b.block_index, b.attempt)).collect::<Vec<_>>(), vec![(0, 2)]);
@@ -324,7 +316,7 @@ on_both_backends!(the_database_refuses_to_change_a_snapshot, |t| {
 
 on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses, |t| {
     let s = store(&t);
-    let base = serve(&t).await;
+    let base = spawn_app(&t).await;
     let tok = token(&t, "fleet").await;
     let good = ApiClient::new(&base, &tok).unwrap();
     let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
@@ -416,7 +408,7 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
     t.finish().await;
 });
 
-async fn user(t: &common::TestDb, email: &str, role: Role) -> AuthUser {
+async fn user(t: &helpers::TestDb, email: &str, role: Role) -> AuthUser {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (email, password_hash, role, disabled, created_at) VALUES ($1, '$argon2id$test', $2, 0, '2026-01-01T00:00:00.000000Z') RETURNING id",
     )
@@ -439,14 +431,14 @@ on_both_backends!(members_see_their_own_runs_and_the_page_shows_drift, |t| {
     let b1 = runs::create_run(&s, &Creator::user(&bob), &blocks).await.unwrap();
     let a2 = runs::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
 
-    let ids = |v: Vec<runtime_policy::runs::RunSummary>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |v: Vec<runtime_policy::runs::types::RunSummary>| v.iter().map(|r| r.id).collect::<Vec<_>>();
     assert_eq!(ids(runs::list_runs(&t.db, &ann, 100).await.unwrap()), vec![a2.id, a1.id], "newest first, own only");
     assert_eq!(ids(runs::list_runs(&t.db, &bob, 100).await.unwrap()), vec![b1.id]);
     assert_eq!(ids(runs::list_runs(&t.db, &root, 100).await.unwrap()), vec![a2.id, b1.id, a1.id]);
     let listed = runs::list_runs(&t.db, &ann, 100).await.unwrap();
     assert_eq!((listed[0].status.as_str(), listed[0].block_count, listed[0].created_by.as_str()), ("pending", 2, "ann@example.com"));
 
-    assert!(matches!(runs::run_detail(&s, &bob, a1.id).await, Err(RunError::NotFound(_))));
+    assert!(matches!(runs::run_detail(&s, &bob, a1.id).await, Err(AppError::NotFound(_))));
     assert!(runs::run_detail(&s, &root, a1.id).await.is_ok());
 
     let detail = runs::run_detail(&s, &ann, a1.id).await.unwrap();
@@ -549,8 +541,8 @@ async fn command(args: Vec<String>, token: Option<String>) -> std::process::Outp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_command_finishes_a_run_over_http() {
-    let t = common::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
-    let base = serve(&t).await;
+    let t = helpers::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
+    let base = spawn_app(&t).await;
     let tok = token(&t, "cli-worker").await;
     let run = runs::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap()).await.unwrap();
     let out = command(vec!["worker".into(), "--run".into(), run.id.to_string(), "--server".into(), base.clone(), "--name".into(), "cli-1".into()], Some(tok)).await;

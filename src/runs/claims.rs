@@ -1,0 +1,251 @@
+//! Claims: workers take batches of a run's blocks under a lease, then complete or fail each.
+//! Two workers never hold the same block, and only the holder of a claim may report on it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::input::{check_text, WorkerName, MAX_ERROR_CHARS, MAX_LEASE_SECS, MAX_RESULT_CHARS};
+use super::server::{no_run, parse_snapshot};
+use super::snapshot::Snapshot;
+use super::types::{BlockOutcome, BlockState, Claim, ClaimedBlock};
+use crate::config::Backend;
+use crate::db::{format_ts, Db};
+use crate::error::AppError;
+
+struct RunRow {
+    snapshot: Snapshot,
+    sha256: String,
+}
+
+async fn run_row(tx: &mut sqlx::Transaction<'static, sqlx::Any>, run_id: i64) -> Result<RunRow, AppError> {
+    let row = sqlx::query("SELECT policy_snapshot, snapshot_sha256 FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| no_run(run_id))?;
+    let text: String = row.try_get("policy_snapshot")?;
+    Ok(RunRow { snapshot: parse_snapshot(run_id, &text)?, sha256: row.try_get("snapshot_sha256")? })
+}
+
+/// Counts finished blocks on the run row and moves its status on. The counters change in one
+/// single-row UPDATE whose expressions read the row as locked, so the last block to finish
+/// always sees every other one and sets the final status.
+async fn count_finished(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: i64,
+    done: i64,
+    failed: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE runs SET
+             blocks_done = blocks_done + $2,
+             blocks_failed = blocks_failed + $3,
+             status = CASE
+                 WHEN blocks_done + blocks_failed + $2 + $3 >= block_count
+                     THEN CASE WHEN blocks_failed + $3 > 0 THEN 'failed' ELSE 'done' END
+                 ELSE 'running' END
+         WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(done)
+    .bind(failed)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Claims the next batch of a run's blocks for `worker`: at most the snapshot's
+/// `worker.claim_batch_size`, in `block_index` order as the snapshot's `worker.claim_ordering`
+/// says. Pending blocks and blocks whose lease has expired are claimable; an expired block on
+/// its last attempt is marked failed instead. Two workers never get the same block: on
+/// PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED`, on SQLite the whole claim is
+/// one write transaction.
+pub async fn claim(db: &Db, run_id: i64, worker: &WorkerName, lease: Duration, now: DateTime<Utc>) -> Result<Claim, AppError> {
+    let mut tx = db.begin_write().await?;
+    let run = run_row(&mut tx, run_id).await?;
+    let batch_size = run.snapshot.claim_batch_size();
+    let max_attempts = run.snapshot.max_retries() + 1;
+    let order = if run.snapshot.claim_descending() { "DESC" } else { "ASC" };
+    let lock = if db.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let now_text = format_ts(now);
+    let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(MAX_LEASE_SECS));
+    let expires = format_ts(now.checked_add_signed(lease).unwrap_or(now));
+
+    // A worker died holding the last allowed attempt: the block is finished, as failed.
+    let expired: Vec<AnyRow> = sqlx::query(
+        "UPDATE blocks SET state = 'failed', lease_expires_at = NULL, finished_at = $2,
+             error = 'the lease expired on the last allowed attempt'
+         WHERE run_id = $1 AND state = 'claimed' AND lease_expires_at < $2 AND attempts >= $3
+         RETURNING block_uid",
+    )
+    .bind(run_id)
+    .bind(&now_text)
+    .bind(max_attempts)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !expired.is_empty() {
+        count_finished(&mut tx, run_id, 0, expired.len() as i64).await?;
+    }
+
+    let sql = format!(
+        "UPDATE blocks SET state = 'claimed', claimed_by = $2, claimed_at = $3, lease_expires_at = $4,
+             attempts = attempts + 1
+         WHERE (run_id, block_uid) IN (
+             SELECT run_id, block_uid FROM blocks
+             WHERE run_id = $1 AND (state = 'pending' OR (state = 'claimed' AND lease_expires_at < $3))
+             ORDER BY block_index {order}
+             LIMIT $5{lock})
+         RETURNING block_uid, block_index, text, attempts"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(run_id)
+        .bind(worker.as_str())
+        .bind(&now_text)
+        .bind(&expires)
+        .bind(batch_size)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut blocks = rows
+        .iter()
+        .map(|r| {
+            Ok(ClaimedBlock {
+                block_uid: r.try_get("block_uid")?,
+                block_index: r.try_get("block_index")?,
+                text: r.try_get("text")?,
+                attempt: r.try_get("attempts")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // RETURNING gives no order.
+    blocks.sort_by_key(|b| b.block_index);
+    if order == "DESC" {
+        blocks.reverse();
+    }
+    if !blocks.is_empty() {
+        sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'pending'")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let counts = sqlx::query("SELECT block_count, blocks_done, blocks_failed FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let finished = counts.try_get::<i64, _>("blocks_done")? + counts.try_get::<i64, _>("blocks_failed")?
+        >= counts.try_get::<i64, _>("block_count")?;
+    tx.commit().await?;
+    Ok(Claim { run_id, batch_size, blocks, lease_expires_at: expires, snapshot_sha256: run.sha256, finished })
+}
+
+/// What became of a block after a completion or a failure.
+/// Why a completion or failure matched no claim: no such block, or a claim not held.
+async fn not_held(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: i64,
+    uid: &str,
+    worker: &WorkerName,
+    attempt: i64,
+) -> Result<AppError, AppError> {
+    let row = sqlx::query("SELECT state, claimed_by, attempts FROM blocks WHERE run_id = $1 AND block_uid = $2")
+        .bind(run_id)
+        .bind(uid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        None => AppError::NotFound(format!("no block {uid} in run {run_id}")),
+        Some(r) => {
+            let state: String = r.try_get("state")?;
+            let by: Option<String> = r.try_get("claimed_by")?;
+            let attempts: i64 = r.try_get("attempts")?;
+            AppError::Conflict(format!(
+                "block {uid} is not claimed by {} at attempt {attempt} (state {state}, attempt {attempts}, held by {})",
+                worker.as_str(),
+                by.as_deref().unwrap_or("nobody")
+            ))
+        }
+    })
+}
+
+/// Stores a claimed block's result. Only the worker holding the claim at `attempt` may.
+pub async fn complete(
+    db: &Db,
+    run_id: i64,
+    uid: &str,
+    worker: &WorkerName,
+    attempt: i64,
+    result: &str,
+) -> Result<BlockOutcome, AppError> {
+    check_text("result", result, MAX_RESULT_CHARS)?;
+    let mut tx = db.begin_write().await?;
+    let n = sqlx::query(
+        "UPDATE blocks SET state = 'done', result = $5, error = NULL, lease_expires_at = NULL, finished_at = $6
+         WHERE run_id = $1 AND block_uid = $2 AND state = 'claimed' AND claimed_by = $3 AND attempts = $4",
+    )
+    .bind(run_id)
+    .bind(uid)
+    .bind(worker.as_str())
+    .bind(attempt)
+    .bind(result)
+    .bind(format_ts(Utc::now()))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n != 1 {
+        let e = not_held(&mut tx, run_id, uid, worker, attempt).await?;
+        tx.rollback().await?;
+        return Err(e);
+    }
+    count_finished(&mut tx, run_id, 1, 0).await?;
+    tx.commit().await?;
+    Ok(BlockOutcome { block_uid: uid.to_string(), state: BlockState::Done, attempts: attempt })
+}
+
+/// Records a failed attempt. The block is claimable again until it has been tried
+/// 1 + the snapshot's `worker.max_retries` times; then it is failed for good.
+pub async fn fail(
+    db: &Db,
+    run_id: i64,
+    uid: &str,
+    worker: &WorkerName,
+    attempt: i64,
+    error: &str,
+) -> Result<BlockOutcome, AppError> {
+    check_text("error", error, MAX_ERROR_CHARS)?;
+    let mut tx = db.begin_write().await?;
+    let run = run_row(&mut tx, run_id).await?;
+    let max_attempts = run.snapshot.max_retries() + 1;
+    let row = sqlx::query(
+        "UPDATE blocks SET
+             state = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'pending' END,
+             claimed_by = CASE WHEN attempts >= $5 THEN claimed_by ELSE NULL END,
+             finished_at = CASE WHEN attempts >= $5 THEN $7 ELSE NULL END,
+             lease_expires_at = NULL,
+             error = $6
+         WHERE run_id = $1 AND block_uid = $2 AND state = 'claimed' AND claimed_by = $3 AND attempts = $4
+         RETURNING state",
+    )
+    .bind(run_id)
+    .bind(uid)
+    .bind(worker.as_str())
+    .bind(attempt)
+    .bind(max_attempts)
+    .bind(error)
+    .bind(format_ts(Utc::now()))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        let e = not_held(&mut tx, run_id, uid, worker, attempt).await?;
+        tx.rollback().await?;
+        return Err(e);
+    };
+    let state: String = row.try_get("state")?;
+    let state = BlockState::parse(&state).ok_or_else(AppError::internal)?;
+    if state == BlockState::Failed {
+        count_finished(&mut tx, run_id, 0, 1).await?;
+    }
+    tx.commit().await?;
+    Ok(BlockOutcome { block_uid: uid.to_string(), state, attempts: attempt })
+}

@@ -1,0 +1,14 @@
+//! The integration tests, one binary: each module is a feature's tests, on SQLite and (with
+//! `TEST_POSTGRES_URL`) PostgreSQL, through the real router, the real binary or a real server
+//! on 127.0.0.1.
+#![cfg(feature = "ssr")]
+
+#[macro_use]
+mod helpers;
+
+mod auth;
+mod cli;
+mod layers;
+mod policy_store;
+mod runs;
+mod skeleton;
