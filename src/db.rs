@@ -104,6 +104,15 @@ pub fn format_ts(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// A stored name (a role, a status, an action) read back into its type; a name this release
+/// does not know is logged and answered as an internal error.
+pub fn parse_stored<T>(column: &str, raw: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, AppError> {
+    parse(raw).ok_or_else(|| {
+        tracing::error!(column, value = raw, "a stored value this release does not know");
+        AppError::internal()
+    })
+}
+
 /// SHA-256 of `text`, as 64 lower-case hex digits (token hashes, snapshot hashes).
 pub fn sha256_hex(text: &str) -> String {
     use sha2::{Digest, Sha256};

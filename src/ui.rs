@@ -1,6 +1,5 @@
 //! Small pieces shared by the pages: how times and errors read.
 
-use leptos::error::Errors;
 use leptos::prelude::*;
 
 use crate::error::AppError;
@@ -12,11 +11,6 @@ pub fn show_time(at: &str) -> String {
         s.truncate(dot);
     }
     s.trim_end_matches('Z').to_string() + " UTC"
-}
-
-/// The sentences of the errors an `ErrorBoundary` caught, joined with `; `.
-pub fn error_sentences(errors: &Errors) -> String {
-    errors.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ")
 }
 
 /// An error as a person reads it, announced to screen readers.

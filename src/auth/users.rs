@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::password::PasswordHash;
 use super::types::{AuthUser, Role};
-use crate::db::{format_ts, Db};
+use crate::db::{format_ts, parse_stored, Db};
 use crate::error::{is_unique_violation, AppError};
 
 /// A syntactically plausible, lower-cased email address.
@@ -50,11 +50,7 @@ pub struct UserRecord {
 const USER_COLUMNS: &str = "id, email, role, disabled, created_at";
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UserRecord, AppError> {
-    let role: String = row.try_get("role")?;
-    let role = Role::parse(&role).ok_or_else(|| {
-        tracing::error!(role, "unknown role in the users table");
-        AppError::internal()
-    })?;
+    let role = parse_stored("users.role", &row.try_get::<String, _>("role")?, Role::parse)?;
     Ok(UserRecord {
         user: AuthUser { id: row.try_get("id")?, email: row.try_get("email")?, role },
         disabled: row.try_get::<i64, _>("disabled")? != 0,

@@ -14,7 +14,7 @@ use super::audit::{AuditAction, AuditFilter, AuditRow, Conflict};
 use super::registry::{keys, model_in_registry, spec, unknown_key, KeySpec};
 use super::resolve::{pick_by_precedence, resolve_all, AdminEntry, Layers, Resolved};
 use super::value::{canonical_json, PolicyValue, ValidationError};
-use crate::db::{format_ts, parse_ts, Db};
+use crate::db::{format_ts, parse_stored, parse_ts, Db};
 use crate::error::AppError;
 
 pub const MAX_REASON_CHARS: usize = 500;
@@ -78,11 +78,7 @@ fn parse_json_text(s: Option<String>) -> Option<Json> {
 }
 
 fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditRow, AppError> {
-    let action: String = r.try_get("action")?;
-    let action = AuditAction::parse(&action).ok_or_else(|| {
-        tracing::error!(action, "unknown action in the audit log");
-        AppError::internal()
-    })?;
+    let action = parse_stored("admin_runtime_policy_audit.action", &r.try_get::<String, _>("action")?, AuditAction::parse)?;
     Ok(AuditRow {
         id: r.try_get("id")?,
         key: r.try_get("key")?,

@@ -12,7 +12,7 @@ use super::server::{no_run, parse_snapshot};
 use super::snapshot::Snapshot;
 use super::types::{BlockOutcome, BlockState, Claim, ClaimedBlock};
 use crate::config::Backend;
-use crate::db::{format_ts, Db};
+use crate::db::{format_ts, parse_stored, Db};
 use crate::error::AppError;
 
 struct RunRow {
@@ -241,8 +241,7 @@ pub async fn fail(
         tx.rollback().await?;
         return Err(e);
     };
-    let state: String = row.try_get("state")?;
-    let state = BlockState::parse(&state).ok_or_else(AppError::internal)?;
+    let state = parse_stored("blocks.state", &row.try_get::<String, _>("state")?, BlockState::parse)?;
     if state == BlockState::Failed {
         count_finished(&mut tx, run_id, 0, 1).await?;
     }

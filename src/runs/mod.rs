@@ -27,7 +27,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use self::api::{get_run, list_runs, CreateRun};
 use self::types::{RunDetail, RunSummary};
 use crate::paths::{run_href, RUNS};
-use crate::ui::error_sentences;
+use crate::ui::ErrorText;
 
 /// Parent route of the run pages: any signed-in user; anyone else goes to sign in first.
 /// Which runs a user sees is decided on the server, in every server function.
@@ -72,15 +72,12 @@ pub fn RunsPage() -> impl IntoView {
                 }}
             </div>
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                <ErrorBoundary fallback=|errors| {
-                    view! {
-                        <p class="error" role="alert">
-                            {move || errors.with(error_sentences)}
-                        </p>
+                {move || Suspend::new(async move {
+                    match runs.await {
+                        Ok(list) => view! { <RunTable runs=list /> }.into_any(),
+                        Err(error) => view! { <ErrorText error /> }.into_any(),
                     }
-                }>
-                    {move || Suspend::new(async move { runs.await.map(|list| view! { <RunTable runs=list /> }) })}
-                </ErrorBoundary>
+                })}
             </Transition>
         </section>
     }
@@ -146,22 +143,21 @@ pub fn RunPage() -> impl IntoView {
                 <A href=RUNS>"All runs"</A>
             </p>
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                <ErrorBoundary fallback=|errors| {
-                    view! {
-                        <h1>"Run not available"</h1>
-                        <p class="error" role="alert" data-testid="run-error">
-                            {move || errors.with(error_sentences)}
-                        </p>
+                // Errors are matched here rather than caught by an ErrorBoundary, which fails to
+                // hydrate a page rendered with an error.
+                {move || Suspend::new(async move {
+                    match run.await {
+                        Ok(Some(detail)) => view! { <RunView detail /> }.into_any(),
+                        Ok(None) => view! { <h1>"No such run"</h1> }.into_any(),
+                        Err(e) => view! {
+                            <h1>"Run not available"</h1>
+                            <p class="error" role="alert" data-testid="run-error">
+                                {e.to_string()}
+                            </p>
+                        }
+                        .into_any(),
                     }
-                }>
-                    {move || Suspend::new(async move {
-                        run.await
-                            .map(|r| match r {
-                                Some(detail) => view! { <RunView detail /> }.into_any(),
-                                None => view! { <h1>"No such run"</h1> }.into_any(),
-                            })
-                    })}
-                </ErrorBoundary>
+                })}
             </Transition>
         </section>
     }

@@ -11,7 +11,7 @@ use super::snapshot::Snapshot;
 use super::types::{BlockCounts, BlockState, CreatedRun, RunDetail, RunStatus, RunSummary, SnapshotKeyView};
 use crate::auth::types::{AuthUser, Role};
 use crate::config::Backend;
-use crate::db::{format_ts, sha256_hex, Db};
+use crate::db::{format_ts, parse_stored, sha256_hex, Db};
 use crate::error::AppError;
 use crate::policy::registry::{spec, Layer};
 use crate::policy::resolve::provenance;
@@ -142,11 +142,7 @@ const SUMMARY_COLUMNS: &str =
     "id, created_by, created_at, status, policy_revision, block_count, blocks_done, blocks_failed";
 
 fn summary_from_row(r: &AnyRow) -> Result<RunSummary, AppError> {
-    let status: String = r.try_get("status")?;
-    let status = RunStatus::parse(&status).ok_or_else(|| {
-        tracing::error!(status, "unknown run status in the runs table");
-        AppError::internal()
-    })?;
+    let status = parse_stored("runs.status", &r.try_get::<String, _>("status")?, RunStatus::parse)?;
     Ok(RunSummary {
         id: r.try_get("id")?,
         created_by: r.try_get("created_by")?,

@@ -23,7 +23,7 @@ use self::editor::KeyEditor;
 use self::types::{PolicyPage, SaveOutcome, Section};
 use crate::error::AppError;
 use crate::policy::registry::{keys, keys_in, model_choices, spec, Category, Layer};
-use crate::ui::error_sentences;
+use crate::ui::ErrorText;
 
 /// Edits in progress and the last outcome per key. They live above the page so that reloading
 /// the data (after a save, or to see someone else's change) never loses what a person typed.
@@ -123,21 +123,15 @@ pub fn SettingsPage() -> impl IntoView {
                             <h1 data-testid="panel-title">{c.label()}</h1>
                             <p class="summary">{c.summary()}</p>
                             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                                <ErrorBoundary fallback=|errors| {
-                                    view! {
-                                        <p class="error" role="alert">
-                                            {move || errors.with(error_sentences)}
-                                        </p>
+                                {move || Suspend::new(async move {
+                                    match data.await {
+                                        Ok(d) => {
+                                            let q = query.get_untracked();
+                                            category_panel(c, d, q.get("key"), q.get("notice"), q.get("msg"), data).into_any()
+                                        }
+                                        Err(error) => view! { <ErrorText error /> }.into_any(),
                                     }
-                                }>
-                                    {move || Suspend::new(async move {
-                                        data.await
-                                            .map(|d| {
-                                                let q = query.get_untracked();
-                                                category_panel(c, d, q.get("key"), q.get("notice"), q.get("msg"), data)
-                                            })
-                                    })}
-                                </ErrorBoundary>
+                                })}
                             </Transition>
                         }
                             .into_any()

@@ -9,11 +9,11 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use crate::helpers::TestDb;
 use runtime_policy::auth::password::{Hasher, NewPassword};
-use runtime_policy::auth::token::{create_token, list_tokens, revoke_token, verify_worker_token, TokenName};
+use runtime_policy::auth::token::{create_token, list_tokens, revoke_token, verify_worker_token, TokenName, TOKEN_REQUIRED};
 use runtime_policy::auth::types::Role;
 use runtime_policy::auth::users::{create_user, disable_user, list_users, Email};
 use runtime_policy::error::AppError;
-use runtime_policy::paths::login_href;
+use runtime_policy::paths::{self, login_href};
 use runtime_policy::state::AppState;
 use runtime_policy::web::middleware::server_fn_paths;
 use runtime_policy::web::{api_routes, router};
@@ -202,14 +202,14 @@ const ROOT_CASES: [&str; 3] = ["/app/settings/superuser", "/app/runs", "/app/set
 /// API routes outside Leptos: the status each caller (with a session, not a worker token) gets.
 const API_CASES: &[(&str, u16, u16, u16)] = &[
     ("/healthz", 200, 200, 200),
-    ("/api/v1/audit/export.csv", 401, 403, 200),
-    ("/api/v1/audit/export.json", 401, 403, 200),
+    (paths::AUDIT_EXPORT_CSV, 401, 403, 200),
+    (paths::AUDIT_EXPORT_JSON, 401, 403, 200),
     // The worker API takes a bearer token, never a session.
-    ("/api/v1/runs", 401, 401, 401),
-    ("/api/v1/runs/{id}/policy", 401, 401, 401),
-    ("/api/v1/runs/{id}/claims", 401, 401, 401),
-    ("/api/v1/runs/{id}/blocks/{uid}/complete", 401, 401, 401),
-    ("/api/v1/runs/{id}/blocks/{uid}/fail", 401, 401, 401),
+    (paths::API_RUNS, 401, 401, 401),
+    (paths::API_RUN_POLICY, 401, 401, 401),
+    (paths::API_RUN_CLAIMS, 401, 401, 401),
+    (paths::API_BLOCK_COMPLETE, 401, 401, 401),
+    (paths::API_BLOCK_FAIL, 401, 401, 401),
 ];
 
 async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {
@@ -233,7 +233,7 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
     for (path, method) in &registered {
         let case = SERVER_FN_CASES.iter().find(|c| c.path == *path).unwrap_or_else(|| {
             panic!(
-                "server function {path} has no row in SERVER_FN_CASES (tests/auth.rs): add one with a body \
+                "server function {path} has no row in SERVER_FN_CASES (tests/it/auth.rs): add one with a body \
                  that would change state, and the status for anonymous, member and superuser callers"
             )
         });
@@ -542,18 +542,52 @@ on_both_backends!(worker_tokens_are_hashed_and_revocable, |t| {
     assert!(matches!(create_token(db, &name).await, Err(AppError::Field { field, .. }) if field == "NAME"));
 
     let mut headers = axum::http::HeaderMap::new();
-    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(runtime_policy::auth::token::TOKEN_REQUIRED.into())));
+    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(TOKEN_REQUIRED.into())));
     headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
     assert_eq!(verify_worker_token(db, &headers).await.unwrap().name, "worker-1");
     headers.insert(header::AUTHORIZATION, "Bearer rpw_nope".parse().unwrap());
-    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(runtime_policy::auth::token::TOKEN_REQUIRED.into())));
+    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(TOKEN_REQUIRED.into())));
 
     revoke_token(db, &name).await.unwrap();
     headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(runtime_policy::auth::token::TOKEN_REQUIRED.into())));
+    assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(TOKEN_REQUIRED.into())));
     assert!(revoke_token(db, &name).await.is_err());
     let list = list_tokens(db).await.unwrap();
     assert_eq!(list.len(), 1);
     assert!(list[0].revoked_at.is_some());
     t.finish().await;
 });
+
+on_both_backends!(concurrent_creations_of_one_name_give_the_field_error_never_500, |t| {
+    let state = t.state().await;
+    let hash = state.auth.hasher.hash(NewPassword::parse("a long enough password").unwrap()).await.unwrap();
+    let mut users = Vec::new();
+    let mut tokens = Vec::new();
+    for _ in 0..8 {
+        let (db, hash) = (t.db.clone(), hash.clone());
+        users.push(tokio::spawn(async move {
+            create_user(&db, &Email::parse("race@example.com").unwrap(), Role::Member, &hash).await
+        }));
+        let db = t.db.clone();
+        tokens.push(tokio::spawn(async move { create_token(&db, &TokenName::parse("racer").unwrap()).await.map(|_| ()) }));
+    }
+    for (what, field, results) in [
+        ("user", "EMAIL", futures_results(users).await.into_iter().map(|r| r.map(|_| ())).collect::<Vec<_>>()),
+        ("token", "NAME", futures_results(tokens).await),
+    ] {
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{what}: {results:?}");
+        for r in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(matches!(r, AppError::Field { field: f, .. } if f == field), "{what}: {r:?}");
+            assert_eq!(r.status_code(), 422);
+        }
+    }
+    t.finish().await;
+});
+
+async fn futures_results<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

@@ -9,6 +9,7 @@ use axum::http::{Method, StatusCode};
 use runtime_policy::auth::token::{create_token, revoke_token, TokenName};
 use runtime_policy::auth::types::{AuthUser, Role};
 use runtime_policy::error::AppError;
+use runtime_policy::paths;
 use runtime_policy::policy::registry::Layer;
 use runtime_policy::policy::store::{Actor, PolicyStore};
 use runtime_policy::runs::input::{NewBlocks, WorkerName};
@@ -98,7 +99,7 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
     let client = ApiClient::new(&base, &tok).unwrap();
 
     // 1. Create a run with 50 blocks through the API.
-    let res = client.send(Method::POST, "/api/v1/runs", Some(&json!({ "blocks": texts(50) }))).await.unwrap();
+    let res = client.send(Method::POST, paths::API_RUNS, Some(&json!({ "blocks": texts(50) }))).await.unwrap();
     assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
     let created: Value = res.json().unwrap();
     let run_id = created["id"].as_i64().unwrap();
@@ -238,7 +239,7 @@ on_both_backends!(an_expired_claim_is_picked_up_by_another_worker, |t| {
     let res = client
         .send(
             Method::POST,
-            &format!("/api/v1/runs/{}/blocks/{}/complete", run.id, b.block_uid),
+            &paths::api_block_complete(run.id, &b.block_uid),
             Some(&json!({ "worker": "doomed", "attempt": b.attempt, "result": "late" })),
         )
         .await
@@ -321,13 +322,13 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
     let good = ApiClient::new(&base, &tok).unwrap();
     let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
     let id = run.id;
-    let policy = format!("/api/v1/runs/{id}/policy");
-    let claims = format!("/api/v1/runs/{id}/claims");
-    let complete = format!("/api/v1/runs/{id}/blocks/r{id}-b0/complete");
-    let fail = format!("/api/v1/runs/{id}/blocks/r{id}-b0/fail");
+    let policy = paths::api_run_policy(id);
+    let claims = paths::api_run_claims(id);
+    let complete = paths::api_block_complete(id, &format!("r{id}-b0"));
+    let fail = paths::api_block_fail(id, &format!("r{id}-b0"));
     let worker_body = json!({ "worker": "w" });
     let routes: Vec<(Method, &str, Option<Value>)> = vec![
-        (Method::POST, "/api/v1/runs", Some(json!({ "blocks": ["x"] }))),
+        (Method::POST, paths::API_RUNS, Some(json!({ "blocks": ["x"] }))),
         (Method::GET, &policy, None),
         (Method::POST, &claims, Some(worker_body.clone())),
         (Method::POST, &complete, Some(json!({ "worker": "w", "attempt": 1, "result": "r" }))),
@@ -365,9 +366,9 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
 
     // Unknown runs and blocks: 404.
     for (m, p, b) in [
-        (Method::GET, "/api/v1/runs/999999/policy".to_string(), None),
-        (Method::POST, "/api/v1/runs/999999/claims".to_string(), Some(worker_body.clone())),
-        (Method::POST, format!("/api/v1/runs/{id}/blocks/nope/complete"), Some(json!({ "worker": "w", "attempt": 1, "result": "r" }))),
+        (Method::GET, paths::api_run_policy(999999), None),
+        (Method::POST, paths::api_run_claims(999999), Some(worker_body.clone())),
+        (Method::POST, paths::api_block_complete(id, "nope"), Some(json!({ "worker": "w", "attempt": 1, "result": "r" }))),
     ] {
         let r = good.send(m.clone(), &p, b.as_ref()).await.unwrap();
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {p}");
@@ -380,12 +381,12 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
     let cases: Vec<(Method, String, Option<Value>, StatusCode, &str)> = vec![
         (Method::GET, "/api/v1/runs/abc/policy".into(), None, StatusCode::UNPROCESSABLE_ENTITY, "id"),
         (Method::GET, "/api/v1/runs/-1/policy".into(), None, StatusCode::UNPROCESSABLE_ENTITY, "id"),
-        (Method::POST, "/api/v1/runs".into(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
-        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": "x" })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
-        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": [] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
-        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": ["ok", 3] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
-        (Method::POST, "/api/v1/runs".into(), Some(json!({ "blocks": ["ok", "  "] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
-        (Method::POST, "/api/v1/runs".into(), Some(json!([1, 2])), StatusCode::BAD_REQUEST, "body"),
+        (Method::POST, paths::API_RUNS.into(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
+        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": "x" })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
+        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": [] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
+        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": ["ok", 3] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
+        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": ["ok", "  "] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
+        (Method::POST, paths::API_RUNS.into(), Some(json!([1, 2])), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, claims.clone(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
         (Method::POST, claims.clone(), Some(json!({ "worker": "a b" })), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
         (Method::POST, claims.clone(), Some(json!({ "worker": 7 })), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
