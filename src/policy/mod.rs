@@ -3,6 +3,7 @@
 //! nothing from the pages, the runs or the web layer.
 
 pub mod audit;
+pub mod parse;
 pub mod registry;
 pub mod resolve;
 pub mod value;

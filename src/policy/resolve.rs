@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::registry::{check_model_ref, Kind, KeySpec, Layer, REGISTRY};
+use super::parse::{check_model_ref, model_choices};
+use super::registry::{Kind, KeySpec, Layer, REGISTRY};
 use super::value::{canonical_json, truncate, PolicyValue, Provider};
 
 /// A key's admin baseline as stored: `value` is `None` after a reset.
@@ -150,7 +151,7 @@ fn resolve_key(spec: &KeySpec, layers: &Layers, providers: &[Provider]) -> Resol
     let (source, value) = chosen.unwrap_or_else(|| {
         // Even the default fails (a default model outside the effective registry): fall back to
         // the first model that is available, so resolution still yields a usable value.
-        let fallback = super::registry::model_choices(providers)
+        let fallback = model_choices(providers)
             .into_iter()
             .next()
             .map(PolicyValue::Enum)

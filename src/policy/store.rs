@@ -11,7 +11,8 @@ use serde_json::Value as Json;
 use sqlx::{Any, Row, Transaction};
 
 use super::audit::{AuditAction, AuditFilter, AuditRow, Conflict};
-use super::registry::{keys, model_in_registry, spec, unknown_key, KeySpec};
+use super::parse::model_in_registry;
+use super::registry::{keys, spec, unknown_key, KeySpec};
 use super::resolve::{pick_by_precedence, resolve_all, AdminEntry, Layers, Resolved};
 use super::value::{canonical_json, PolicyValue, ValidationError};
 use crate::db::{format_ts, parse_stored, parse_ts, Db};

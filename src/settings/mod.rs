@@ -22,7 +22,8 @@ use self::audit_log::AuditLog;
 use self::editor::KeyEditor;
 use self::types::{PolicyPage, SaveOutcome, Section};
 use crate::error::AppError;
-use crate::policy::registry::{keys, keys_in, model_choices, spec, Category, Layer};
+use crate::policy::parse::model_choices;
+use crate::policy::registry::{keys, keys_in, spec, Category, Layer};
 use crate::ui::ErrorText;
 
 /// Edits in progress and the last outcome per key. They live above the page so that reloading
