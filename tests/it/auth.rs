@@ -27,6 +27,7 @@ const MEMBER: (&str, &str) = ("member@example.com", "member password 1");
 struct Res {
     status: StatusCode,
     location: Option<String>,
+    retry_after: Option<String>,
     set_cookie: Vec<String>,
     body: String,
 }
@@ -61,6 +62,7 @@ impl Caller {
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
+        let retry_after = res.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
         let set_cookie: Vec<String> =
             res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
         for c in &set_cookie {
@@ -72,7 +74,7 @@ impl Caller {
             }
         }
         let body = to_bytes(res.into_body(), 1 << 22).await.unwrap();
-        Res { status, location, set_cookie, body: String::from_utf8_lossy(&body).into_owned() }
+        Res { status, location, retry_after, set_cookie, body: String::from_utf8_lossy(&body).into_owned() }
     }
 
     async fn post(&mut self, path: &str, body: &str) -> Res {
@@ -384,6 +386,11 @@ on_both_backends!(repeated_failures_are_throttled, |t| {
     let r = Caller::new(&app, [10, 3, 1, 9]).login(MEMBER.0, MEMBER.1).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert!(r.body.contains("Too many failed sign-ins"), "{}", r.body);
+    // The wait is in Retry-After and in the sentence, which is the whole message.
+    let secs: u64 = r.retry_after.as_deref().expect("Retry-After").parse().unwrap();
+    assert!(secs >= 1);
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], format!("Too many failed sign-ins; try again in {secs} seconds."));
     // Another account is not affected.
     let r = Caller::new(&app, [10, 3, 1, 10]).login(SUPER.0, SUPER.1).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -591,3 +598,23 @@ async fn futures_results<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> 
     }
     out
 }
+
+on_both_backends!(unreadable_server_function_arguments_answer_400_and_write_nothing, |t| {
+    let (state, app) = setup(&t).await;
+    let before = snapshot(&state).await;
+    let mut c = caller_as(&app, Who::Superuser, [10, 8, 0, 1]).await;
+    for body in [
+        "key=worker.max_retries&value=5",
+        "key=worker.max_retries&value=5&expected_version=1e3",
+        "key=worker.max_retries&value=5&expected_version=99999999999999999999999",
+        "key=worker.max_retries&value=5&expected_version=0&expected_version=1",
+    ] {
+        let r = c.post("/api/save_policy", body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        let json: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{body}: {}", r.body));
+        let error = json["error"].as_str().unwrap();
+        assert!(!error.is_empty() && !error.contains("server function"), "{body}: {error}");
+    }
+    assert_eq!(snapshot(&state).await, before);
+    t.finish().await;
+});
