@@ -122,7 +122,7 @@ pub fn client_address(parts: &axum::http::request::Parts, trust_proxy: bool) -> 
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-            .last();
+            .next_back();
         if let Some(ip) = forwarded {
             return ip.to_string();
         }

@@ -22,7 +22,7 @@ use sqlx::Row;
 use crate::helpers::{self, spawn_app};
 
 /// The run functions the tests call, from the files that hold them.
-mod runs {
+mod run_store {
     pub use runtime_policy::db::sha256_hex;
     pub use runtime_policy::runs::claims::{claim, complete, fail};
     pub use runtime_policy::runs::server::{create_run, list_runs, run_detail, snapshot};
@@ -154,7 +154,7 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
     assert_eq!(run_status(&t, run_id).await, ("done".to_string(), 50, 0));
 
     // A run created after the change uses the new values.
-    let later = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(50)).unwrap()).await.unwrap();
+    let later = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(50)).unwrap()).await.unwrap();
     assert_eq!(later.policy_revision, 3);
     assert_ne!(later.snapshot_sha256, etag);
     let report = worker::run(&worker_config(&base, &tok, later.id, "worker-c")).await.unwrap();
@@ -164,7 +164,7 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
         assert_eq!(result.unwrap(), render_block_prompt(NEW_PROMPT, &text));
     }
     // The first run's snapshot still says what it said.
-    let stored = runs::snapshot(&t.db, run_id).await.unwrap();
+    let stored = run_store::snapshot(&t.db, run_id).await.unwrap();
     assert_eq!(stored.sha256, etag);
     assert_eq!(stored.snapshot.claim_batch_size(), 10);
     t.finish().await;
@@ -187,9 +187,9 @@ on_both_backends!(claims_order_by_the_integer_block_index_as_the_snapshot_says, 
     let s = store(&t);
     s.update(&admin(), "worker.claim_batch_size", &json!(1), 0, None).await.unwrap();
     let three = NewBlocks::parse("blocks", vec!["a".into(), "b".into(), "c".into()]).unwrap();
-    let asc = runs::create_run(&s, &Creator::cli(), &three).await.unwrap();
+    let asc = run_store::create_run(&s, &Creator::cli(), &three).await.unwrap();
     s.update(&admin(), "worker.claim_ordering", &json!("block_index_desc"), 0, None).await.unwrap();
-    let desc = runs::create_run(&s, &Creator::cli(), &three).await.unwrap();
+    let desc = run_store::create_run(&s, &Creator::cli(), &three).await.unwrap();
     // Changing the baseline back changes neither run.
     s.update(&admin(), "worker.claim_ordering", &json!("block_index_asc"), 1, None).await.unwrap();
     s.update(&admin(), "worker.claim_batch_size", &json!(50), 1, None).await.unwrap();
@@ -199,20 +199,20 @@ on_both_backends!(claims_order_by_the_integer_block_index_as_the_snapshot_says, 
         spread_indexes(&t, run).await;
         let mut order = Vec::new();
         for _ in 0..3 {
-            let c = runs::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+            let c = run_store::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
             assert_eq!(c.blocks.len(), 1, "batch size 1 from the snapshot");
             order.push(c.blocks[0].block_index);
         }
         assert_eq!(order, expected, "run {run}");
-        let c = runs::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+        let c = run_store::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
         assert!(c.blocks.is_empty() && !c.finished);
     }
 
     // One claim of a bigger batch comes back in order too.
     s.update(&admin(), "worker.claim_batch_size", &json!(10), 2, None).await.unwrap();
-    let run = runs::create_run(&s, &Creator::cli(), &three).await.unwrap();
+    let run = run_store::create_run(&s, &Creator::cli(), &three).await.unwrap();
     spread_indexes(&t, run.id).await;
-    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| b.block_index).collect::<Vec<_>>(), vec![2, 10, 100]);
     t.finish().await;
 });
@@ -222,7 +222,7 @@ on_both_backends!(an_expired_claim_is_picked_up_by_another_worker, |t| {
     let base = spawn_app(&t).await;
     let tok = token(&t, "fleet").await;
     let client = ApiClient::new(&base, &tok).unwrap();
-    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(5)).unwrap()).await.unwrap();
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(5)).unwrap()).await.unwrap();
 
     // A worker claims everything with a one-second lease, then dies.
     let dead = client.claim(run.id, "doomed", Some(1)).await.unwrap();
@@ -256,29 +256,29 @@ on_both_backends!(an_expired_claim_is_picked_up_by_another_worker, |t| {
 on_both_backends!(a_failed_block_is_retried_up_to_the_snapshot_max_retries, |t| {
     let s = store(&t);
     s.update(&admin(), "worker.max_retries", &json!(1), 0, None).await.unwrap();
-    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
     // Raising the baseline afterwards gives this run no extra attempt.
     s.update(&admin(), "worker.max_retries", &json!(10), 1, None).await.unwrap();
     let w = WorkerName::parse("w").unwrap();
     let now = chrono::Utc::now();
 
-    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
     let (b0, b1) = (&c.blocks[0], &c.blocks[1]);
-    let out = runs::fail(&t.db, run.id, &b0.block_uid, &w, 1, "model timed out").await.unwrap();
+    let out = run_store::fail(&t.db, run.id, &b0.block_uid, &w, 1, "model timed out").await.unwrap();
     assert_eq!((out.state.as_str(), out.attempts), ("pending", 1));
     // Failing twice with the same attempt is refused.
-    assert!(matches!(runs::fail(&t.db, run.id, &b0.block_uid, &w, 1, "again").await, Err(AppError::Conflict(_))));
+    assert!(matches!(run_store::fail(&t.db, run.id, &b0.block_uid, &w, 1, "again").await, Err(AppError::Conflict(_))));
 
-    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| (b.block_index, b.attempt)).collect::<Vec<_>>(), vec![(0, 2)]);
-    let out = runs::fail(&t.db, run.id, &b0.block_uid, &w, 2, "model timed out").await.unwrap();
+    let out = run_store::fail(&t.db, run.id, &b0.block_uid, &w, 2, "model timed out").await.unwrap();
     assert_eq!((out.state.as_str(), out.attempts), ("failed", 2));
 
     // The other block's holder dies twice; its last lease expiring fails it.
     let later = now + chrono::Duration::seconds(120);
-    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), later).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), later).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| (b.block_uid.as_str(), b.attempt)).collect::<Vec<_>>(), vec![(b1.block_uid.as_str(), 2)]);
-    let c = runs::claim(&t.db, run.id, &w, Duration::from_secs(60), later + chrono::Duration::seconds(120)).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), later + chrono::Duration::seconds(120)).await.unwrap();
     assert!(c.blocks.is_empty());
     assert!(c.finished);
     let all = blocks(&t, run.id).await;
@@ -289,9 +289,9 @@ on_both_backends!(a_failed_block_is_retried_up_to_the_snapshot_max_retries, |t| 
 
 on_both_backends!(the_database_refuses_to_change_a_snapshot, |t| {
     let s = store(&t);
-    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
-    let before = runs::snapshot(&t.db, run.id).await.unwrap();
-    assert_eq!(before.sha256, runs::sha256_hex(&before.text));
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let before = run_store::snapshot(&t.db, run.id).await.unwrap();
+    assert_eq!(before.sha256, run_store::sha256_hex(&before.text));
     for sql in [
         "UPDATE runs SET policy_snapshot = '{\"policy_revision\":0,\"keys\":[]}' WHERE id = $1",
         "UPDATE runs SET snapshot_sha256 = '0000000000000000000000000000000000000000000000000000000000000000' WHERE id = $1",
@@ -311,7 +311,7 @@ on_both_backends!(the_database_refuses_to_change_a_snapshot, |t| {
     }
     // Progress columns stay writable.
     sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1").bind(run.id).execute(&t.db.pool).await.unwrap();
-    assert_eq!(runs::snapshot(&t.db, run.id).await.unwrap(), before);
+    assert_eq!(run_store::snapshot(&t.db, run.id).await.unwrap(), before);
     t.finish().await;
 });
 
@@ -320,7 +320,7 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
     let base = spawn_app(&t).await;
     let tok = token(&t, "fleet").await;
     let good = ApiClient::new(&base, &tok).unwrap();
-    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(2)).unwrap()).await.unwrap();
     let id = run.id;
     let policy = paths::api_run_policy(id);
     let claims = paths::api_run_claims(id);
@@ -428,25 +428,25 @@ on_both_backends!(members_see_their_own_runs_and_the_page_shows_drift, |t| {
     let root = user(&t, "root@example.com", Role::Superuser).await;
     let blocks = NewBlocks::from_paragraphs("text", "first paragraph\n\nsecond\nparagraph\n\n\n").unwrap();
     assert_eq!(blocks.len(), 2);
-    let a1 = runs::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
-    let b1 = runs::create_run(&s, &Creator::user(&bob), &blocks).await.unwrap();
-    let a2 = runs::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
+    let a1 = run_store::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
+    let b1 = run_store::create_run(&s, &Creator::user(&bob), &blocks).await.unwrap();
+    let a2 = run_store::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
 
     let ids = |v: Vec<runtime_policy::runs::types::RunSummary>| v.iter().map(|r| r.id).collect::<Vec<_>>();
-    assert_eq!(ids(runs::list_runs(&t.db, &ann, 100).await.unwrap()), vec![a2.id, a1.id], "newest first, own only");
-    assert_eq!(ids(runs::list_runs(&t.db, &bob, 100).await.unwrap()), vec![b1.id]);
-    assert_eq!(ids(runs::list_runs(&t.db, &root, 100).await.unwrap()), vec![a2.id, b1.id, a1.id]);
-    let listed = runs::list_runs(&t.db, &ann, 100).await.unwrap();
+    assert_eq!(ids(run_store::list_runs(&t.db, &ann, 100).await.unwrap()), vec![a2.id, a1.id], "newest first, own only");
+    assert_eq!(ids(run_store::list_runs(&t.db, &bob, 100).await.unwrap()), vec![b1.id]);
+    assert_eq!(ids(run_store::list_runs(&t.db, &root, 100).await.unwrap()), vec![a2.id, b1.id, a1.id]);
+    let listed = run_store::list_runs(&t.db, &ann, 100).await.unwrap();
     assert_eq!((listed[0].status.as_str(), listed[0].block_count, listed[0].created_by.as_str()), ("pending", 2, "ann@example.com"));
 
-    assert!(matches!(runs::run_detail(&s, &bob, a1.id).await, Err(AppError::NotFound(_))));
-    assert!(runs::run_detail(&s, &root, a1.id).await.is_ok());
+    assert!(matches!(run_store::run_detail(&s, &bob, a1.id).await, Err(AppError::NotFound(_))));
+    assert!(run_store::run_detail(&s, &root, a1.id).await.is_ok());
 
-    let detail = runs::run_detail(&s, &ann, a1.id).await.unwrap();
+    let detail = run_store::run_detail(&s, &ann, a1.id).await.unwrap();
     assert!(detail.keys.iter().all(|k| !k.drift));
     assert_eq!(detail.counts.pending, 2);
     s.update(&Actor::user(root.id, &root.email), "worker.claim_batch_size", &json!(25), 0, None).await.unwrap();
-    let detail = runs::run_detail(&s, &ann, a1.id).await.unwrap();
+    let detail = run_store::run_detail(&s, &ann, a1.id).await.unwrap();
     let k = detail.keys.iter().find(|k| k.key == "worker.claim_batch_size").unwrap();
     assert_eq!(k.provenance, "effective=10 (source=run_snapshot)");
     assert_eq!(k.captured_from, Layer::Default);
@@ -495,7 +495,7 @@ fn run_create_reads_the_blocks_file_and_bad_input_exits_2() {
 on_both_backends!(concurrent_claims_never_share_a_block, |t| {
     let s = store(&t);
     s.update(&admin(), "worker.claim_batch_size", &json!(3), 0, None).await.unwrap();
-    let run = runs::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(60)).unwrap()).await.unwrap();
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(60)).unwrap()).await.unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let db = t.db.clone();
@@ -503,13 +503,13 @@ on_both_backends!(concurrent_claims_never_share_a_block, |t| {
                 let w = WorkerName::parse(&format!("w{i}")).unwrap();
                 let mut mine = Vec::new();
                 loop {
-                    let c = runs::claim(&db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+                    let c = run_store::claim(&db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
                     if c.blocks.is_empty() {
                         return mine;
                     }
                     assert!(c.blocks.len() <= 3);
                     for b in c.blocks {
-                        runs::complete(&db, run.id, &b.block_uid, &w, b.attempt, "ok").await.unwrap();
+                        run_store::complete(&db, run.id, &b.block_uid, &w, b.attempt, "ok").await.unwrap();
                         mine.push(b.block_uid);
                     }
                 }
@@ -545,7 +545,7 @@ async fn the_worker_command_finishes_a_run_over_http() {
     let t = helpers::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
     let base = spawn_app(&t).await;
     let tok = token(&t, "cli-worker").await;
-    let run = runs::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap()).await.unwrap();
+    let run = run_store::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap()).await.unwrap();
     let out = command(vec!["worker".into(), "--run".into(), run.id.to_string(), "--server".into(), base.clone(), "--name".into(), "cli-1".into()], Some(tok)).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -553,7 +553,7 @@ async fn the_worker_command_finishes_a_run_over_http() {
     assert!(blocks(&t, run.id).await.iter().all(|b| b.2 == "done" && b.4.as_deref() == Some("cli-1")));
 
     // A bad token: one line, exit 1, nothing claimed.
-    let other = runs::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let other = run_store::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
     let out = command(vec!["worker".into(), "--run".into(), other.id.to_string(), "--server".into(), base.clone(), "--token".into(), "rpw_wrong".into()], None).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
