@@ -14,8 +14,25 @@ use crate::paths;
 use crate::runs::{RunPage, RunsArea, RunsPage};
 use crate::settings::{provide_editor_state, SettingsPage};
 
-/// The HTML document around the app, rendered on the server only.
+/// The Content-Security-Policy of a page: scripts only from this site or inline with the
+/// page's nonce (the hydration script), wasm allowed to compile, no frames, no plugins.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// The HTML document around the app, rendered on the server only. It sends the page's CSP,
+/// with the nonce Leptos puts on its inline scripts.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(res)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&page_csp(&nonce)) {
+            res.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">

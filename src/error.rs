@@ -250,6 +250,12 @@ impl FromServerFnError for AppError {
     /// request that never got an answer means the server is out of reach.
     fn from_server_fn_error(e: ServerFnErrorErr) -> Self {
         match e {
+            // The body limit of the route (web/limits.rs) stopped the read.
+            ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) | ServerFnErrorErr::Request(m)
+                if m.contains("length limit exceeded") =>
+            {
+                AppError::TooLarge("The request body is over the size accepted here.".into())
+            }
             ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) => {
                 AppError::Malformed { field: None, message: format!("The request could not be read: {m}") }
             }

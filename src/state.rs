@@ -9,6 +9,7 @@ use leptos::prelude::provide_context;
 
 use crate::auth::password::Hasher;
 use crate::auth::session::{AuthSettings, SessionBackend};
+use crate::auth::signin::Waits;
 use crate::config::DatabaseUrl;
 use crate::db::Db;
 use crate::error::AppError;
@@ -18,6 +19,8 @@ use crate::policy::store::PolicyStore;
 #[derive(Clone, Debug)]
 pub struct AuthServices {
     pub hasher: Hasher,
+    /// Clients known to be waiting before their next sign-in.
+    pub waits: Waits,
     pub sessions: SessionBackend,
     pub settings: AuthSettings,
 }
@@ -43,7 +46,7 @@ impl AppState {
             policy: PolicyStore::from_process_env(db.clone()),
             db,
             leptos_options,
-            auth: AuthServices { hasher, sessions, settings },
+            auth: AuthServices { hasher, waits: Waits::default(), sessions, settings },
         })
     }
 
@@ -52,6 +55,7 @@ impl AppState {
         provide_context(self.db.clone());
         provide_context(self.policy.clone());
         provide_context(self.auth.hasher.clone());
+        provide_context(self.auth.waits.clone());
         provide_context(self.auth.settings.clone());
     }
 }

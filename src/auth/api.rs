@@ -12,20 +12,21 @@ use crate::error::AppError;
 pub async fn login(email: String, password: String, next: Option<String>) -> Result<String, AppError> {
     use crate::auth::password::Hasher;
     use crate::auth::session::{start_session, AuthSettings};
-    use crate::auth::signin::{authenticate, client_address};
+    use crate::auth::signin::{authenticate, client_address, Waits};
     use crate::context::server_context;
     use crate::db::Db;
     use crate::error::is_plain_form_post;
     use crate::paths::safe_next;
 
     let (db, hasher, settings) = (server_context::<Db>()?, server_context::<Hasher>()?, server_context::<AuthSettings>()?);
+    let waits = server_context::<Waits>()?;
     let parts = use_context::<axum::http::request::Parts>().ok_or_else(AppError::internal)?;
     let session = leptos_axum::extract::<tower_sessions::Session>().await.map_err(|_| {
         tracing::error!("login called without the session layer");
         AppError::internal()
     })?;
     let client = client_address(&parts, settings.trust_proxy);
-    let user = authenticate(&db, &hasher, &email, &password, &client).await?;
+    let user = authenticate(&db, &hasher, &waits, &email, &password, &client).await?;
     start_session(&session, &user).await?;
     tracing::info!(user = user.email, "signed in");
     let target = match next.as_deref().filter(|n| !n.is_empty()) {

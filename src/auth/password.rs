@@ -120,6 +120,11 @@ impl Hasher {
         self.inner.admitted.load(Ordering::SeqCst)
     }
 
+    /// True when the next job would be refused.
+    pub fn is_full(&self) -> bool {
+        self.in_flight() >= self.inner.capacity
+    }
+
     /// Runs `job` on the blocking pool once a slot is free; 429 at once if the queue is full.
     pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
         let before = self.inner.admitted.fetch_add(1, Ordering::SeqCst);

@@ -6,7 +6,7 @@ use super::audit::{AuditFilter, AuditRow};
 use super::registry::{spec, unknown_key, Layer};
 use super::resolve::Resolved;
 use super::store::{Actor, PolicyStore, WriteOutcome};
-use super::value::{canonical_json, truncate};
+use super::value::{canonical_json, escape_controls, truncate};
 use crate::error::AppError;
 
 #[derive(Subcommand, Debug)]
@@ -139,7 +139,7 @@ fn describe(r: &Resolved) -> String {
             out.push_str(&format!(
                 " (version {}, by {} at {})",
                 r.admin_version,
-                r.updated_by.as_deref().unwrap_or("-"),
+                escape_controls(r.updated_by.as_deref().unwrap_or("-")),
                 r.updated_at.as_deref().unwrap_or("-")
             ));
         }
@@ -165,7 +165,7 @@ fn history_line(row: &AuditRow) -> String {
         "#{} {} {} {} {}: {} -> {} (revision {})",
         row.id,
         row.at,
-        row.actor_email,
+        escape_controls(&row.actor_email),
         row.action,
         row.key,
         show(&row.from_value),
@@ -173,7 +173,7 @@ fn history_line(row: &AuditRow) -> String {
         row.policy_revision
     );
     if let Some(r) = &row.reason {
-        line.push_str(&format!(" reason: {r}"));
+        line.push_str(&format!(" reason: {}", escape_controls(r)));
     }
     line.push('\n');
     line

@@ -7,6 +7,18 @@ use serde_json::Value as Json;
 use super::registry::{keys, KeySpec, Kind, MAX_MODELS_PER_PROVIDER, MAX_PROVIDERS};
 use super::value::{describe_input, format_hundredths, to_hundredths, PolicyValue, Provider, ValidationError};
 
+/// The first control character in any string (or object key) of `v`; line breaks and tabs
+/// count only when `text` is false.
+fn first_control(v: &Json, text: bool) -> Option<char> {
+    let bad = |s: &str| s.chars().find(|c| c.is_control() && !(text && matches!(c, '\n' | '\t')));
+    match v {
+        Json::String(s) => bad(s),
+        Json::Array(items) => items.iter().find_map(|i| first_control(i, text)),
+        Json::Object(fields) => fields.iter().find_map(|(k, v)| bad(k).or_else(|| first_control(v, text))),
+        _ => None,
+    }
+}
+
 fn is_extension(s: &str) -> bool {
     (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
@@ -59,6 +71,7 @@ impl KeySpec {
     /// Parses a JSON value (database, API, run snapshot). The cross-key rule of
     /// [`Kind::ModelRef`] is checked by [`check_model_ref`], which needs the registry.
     pub fn parse_json(&self, v: &Json) -> Result<PolicyValue, ValidationError> {
+        self.check_controls(v)?;
         match self.kind {
             Kind::Bool => v.as_bool().map(PolicyValue::Bool).ok_or_else(|| self.reject(v)),
             Kind::Int { min, max } => match v.as_i64() {
@@ -123,6 +136,23 @@ impl KeySpec {
                     _ => Err(self.reject(v)),
                 }
             }
+        }
+    }
+
+    /// One check for every string of every value: no control characters, except line breaks
+    /// and tabs in text keys (a NUL cannot even be stored on PostgreSQL).
+    fn check_controls(&self, v: &Json) -> Result<(), ValidationError> {
+        let text = matches!(self.kind, Kind::Text { .. });
+        match first_control(v, text) {
+            Some(c) => Err(ValidationError::new(
+                self.key,
+                format!(
+                    "must not contain control characters{}, got U+{:04X}",
+                    if text { " other than line breaks and tabs" } else { "" },
+                    c as u32
+                ),
+            )),
+            None => Ok(()),
         }
     }
 

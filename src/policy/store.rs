@@ -63,8 +63,8 @@ pub struct PolicyStore {
 fn check_reason(reason: Option<&str>) -> Result<Option<String>, AppError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if let Some(r) = reason {
-        if r.contains('\0') {
-            return Err(ValidationError::new("reason", "must not contain a NUL character").into());
+        if let Some(c) = r.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(ValidationError::new("reason", format!("must not contain control characters, got U+{:04X}", c as u32)).into());
         }
         let n = r.chars().count();
         if n > MAX_REASON_CHARS {

@@ -231,3 +231,36 @@ fn text_keys_store_line_breaks_as_lf_and_refuse_nul() {
     assert_eq!(s.parse_text(posted).unwrap(), PolicyValue::Text("Extract.\n\n{{block_text}}".into()));
     assert!(s.parse_text("a\0{{block_text}}").is_err());
 }
+
+#[test]
+fn control_characters_are_refused_in_every_string_of_every_value() {
+    let cases = [
+        ("models.provider_registry", json!([{"id": "a", "label": "A\u{0}", "enabled": true, "models": ["m"]}])),
+        ("models.platform_default_model", json!("anthropic/claude\u{7}")),
+        ("worker.claim_ordering", json!("block_index_asc\u{0}")),
+        ("worker.default_system_prompt", json!("line\u{0}")),
+        ("worker.default_system_prompt", json!("bell\u{7}")),
+        ("worker.default_block_prompt", json!("{{block_text}}\r")),
+        ("upload.allowed_extensions", json!(["pdf", "t\u{1b}xt"])),
+    ];
+    for (key, v) in cases {
+        let e = spec(key).unwrap().parse_json(&v).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{key} must not contain control characters")), "{key}: {e}");
+    }
+    // Line breaks and tabs stay allowed in text.
+    assert!(spec("worker.default_system_prompt").unwrap().parse_json(&json!("a\n\tb")).is_ok());
+}
+
+#[test]
+fn a_value_with_a_control_character_is_skipped_at_any_layer() {
+    use super::resolve::{resolve_all, Layers};
+    let mut layers = Layers::default();
+    layers.env.insert(
+        "models.provider_registry".into(),
+        r#"[{"id": "a", "label": "A\u0000", "enabled": true, "models": ["m"]}]"#.into(),
+    );
+    let all = resolve_all(&layers);
+    let r = all.iter().find(|r| r.key == "models.provider_registry").unwrap();
+    assert_eq!(r.source, super::registry::Layer::Default);
+    assert!(r.warnings.iter().any(|w| w.starts_with("env value skipped") && w.contains("control characters")), "{:?}", r.warnings);
+}

@@ -119,6 +119,20 @@ pub fn describe_input(v: &Json) -> String {
     }
 }
 
+/// `s` with every control character written as an escape (`\n`, `\u{1b}`), so stored text
+/// printed on a terminal stays one line and cannot move the cursor.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Cuts `s` to at most `max` characters, ending with `…` when something was cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -171,6 +185,12 @@ mod tests {
         assert_eq!(to_hundredths(0.333), None);
         assert_eq!(to_hundredths(f64::NAN), None);
         assert_eq!(to_hundredths(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn control_characters_print_as_escapes() {
+        assert_eq!(escape_controls("a\nb\u{1b}[2Jc\t"), "a\\nb\\u{1b}[2Jc\\t");
+        assert_eq!(escape_controls("plain é"), "plain é");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The composition root: the router (the Leptos app, the API route table, static files,
 //! health), the middleware around it, and `serve`. Nothing imports this module but `main`.
 
+pub mod headers;
+pub mod limits;
 pub mod middleware;
 
 use axum::extract::State;

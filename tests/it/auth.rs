@@ -45,6 +45,10 @@ impl Caller {
     }
 
     async fn send(&mut self, method: Method, path: &str, body: &str, extra: &[(&str, &str)]) -> Res {
+        self.send_bytes(method, path, body.as_bytes().to_vec(), extra).await
+    }
+
+    async fn send_bytes(&mut self, method: Method, path: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> Res {
         let mut req = Request::builder().method(method.clone()).uri(path).header(header::HOST, HOST);
         if method == Method::POST {
             req = req
@@ -57,7 +61,7 @@ impl Caller {
         for (k, v) in extra {
             req = req.header(*k, *v);
         }
-        let mut req = req.body(Body::from(body.to_string())).unwrap();
+        let mut req = req.body(Body::from(body)).unwrap();
         req.extensions_mut().insert(ConnectInfo(SocketAddr::from((self.ip, 40000))));
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
@@ -378,12 +382,14 @@ on_both_backends!(wrong_password_unknown_and_disabled_users_get_the_same_answer,
 
 on_both_backends!(repeated_failures_are_throttled, |t| {
     let (_state, app) = setup(&t).await;
-    // Per account: five failures from five addresses, then even the right password waits.
-    for i in 0..5u8 {
-        let r = Caller::new(&app, [10, 3, 1, i]).login(MEMBER.0, "wrong password!").await;
+    // One client, one account: five failures are free, then that client waits, even with the
+    // right password.
+    let mut c = Caller::new(&app, [10, 3, 1, 1]);
+    for i in 0..5 {
+        let r = c.login(MEMBER.0, "wrong password!").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
     }
-    let r = Caller::new(&app, [10, 3, 1, 9]).login(MEMBER.0, MEMBER.1).await;
+    let r = c.login(MEMBER.0, MEMBER.1).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert!(r.body.contains("Too many failed sign-ins"), "{}", r.body);
     // The wait is in Retry-After and in the sentence, which is the whole message.
@@ -391,9 +397,21 @@ on_both_backends!(repeated_failures_are_throttled, |t| {
     assert!(secs >= 1);
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["error"], format!("Too many failed sign-ins; try again in {secs} seconds."));
-    // Another account is not affected.
+    // The owner, at an address that has not failed, is not held back by them.
+    assert_eq!(Caller::new(&app, [10, 3, 1, 9]).login(MEMBER.0, MEMBER.1).await.status, StatusCode::OK);
+    // Another account is not affected either.
     let r = Caller::new(&app, [10, 3, 1, 10]).login(SUPER.0, SUPER.1).await;
     assert_eq!(r.status, StatusCode::OK);
+
+    // Many addresses guessing one account: once it has five failures, an address that failed
+    // for it waits; one that did not signs in.
+    for i in 0..5u8 {
+        let r = Caller::new(&app, [10, 3, 3, i]).login(SUPER.0, "wrong password!").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = Caller::new(&app, [10, 3, 3, 0]).login(SUPER.0, "wrong again, sure").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(Caller::new(&app, [10, 3, 3, 200]).login(SUPER.0, SUPER.1).await.status, StatusCode::OK);
 
     // Per client address: five failures for five accounts, then that address waits.
     let mut c = Caller::new(&app, [10, 3, 2, 1]);
@@ -403,6 +421,37 @@ on_both_backends!(repeated_failures_are_throttled, |t| {
     }
     assert_eq!(c.login(SUPER.0, SUPER.1).await.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(Caller::new(&app, [10, 3, 2, 2]).login(SUPER.0, SUPER.1).await.status, StatusCode::OK);
+    t.finish().await;
+});
+
+on_both_backends!(concurrent_failures_from_one_address_count_and_do_not_lock_out_the_owner, |t| {
+    let (state, app) = setup(&t).await;
+    let attempts: Vec<_> = (0..18)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { Caller::new(&app, [10, 4, 0, 1]).login(SUPER.0, "wrong password!").await })
+        })
+        .collect();
+    let mut refused = 0i64;
+    for a in attempts {
+        let r = a.await.unwrap();
+        match r.status {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => assert!(r.retry_after.is_some(), "429 without Retry-After"),
+            other => panic!("{other}: {}", r.body),
+        }
+    }
+    // Every attempt that reached the password check is on record, however many ran at once.
+    let recorded: i64 = sqlx::query("SELECT COUNT(*) AS n FROM sign_in_failures WHERE client = '10.4.0.1'")
+        .fetch_one(&state.db.pool)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(recorded, refused);
+    assert!(refused >= 5, "{refused}");
+    // The owner, from their own address, signs in.
+    let r = Caller::new(&app, [10, 4, 0, 2]).login(SUPER.0, SUPER.1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     t.finish().await;
 });
 
@@ -616,5 +665,77 @@ on_both_backends!(unreadable_server_function_arguments_answer_400_and_write_noth
         assert!(!error.is_empty() && !error.contains("server function"), "{body}: {error}");
     }
     assert_eq!(snapshot(&state).await, before);
+    t.finish().await;
+});
+
+on_both_backends!(malformed_requests_get_a_4xx_naming_the_problem_and_write_nothing, |t| {
+    let (state, app) = setup(&t).await;
+    let token = create_token(&state.db, &TokenName::parse("malformed").unwrap()).await.unwrap();
+    let before = snapshot(&state).await;
+    let mut c = caller_as(&app, Who::Superuser, [10, 9, 0, 1]).await;
+    let big = "x".repeat(runtime_policy::web::limits::FORM_BODY + 1);
+    let huge_run = "x".repeat(runtime_policy::web::limits::RUN_BODY + 1);
+    let form_cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("/api/save_policy", format!("key=worker.max_retries&value=5&expected_version=0&reason={big}").into_bytes(), 413),
+        ("/api/save_policy", b"key=worker.max_retries&value=5".to_vec(), 400),
+        ("/api/save_policy", b"key=worker.max_retries&value=5&expected_version=0x10".to_vec(), 400),
+        ("/api/save_policy", b"key=worker.max_retries&value=5&expected_version=1e3".to_vec(), 400),
+        ("/api/save_policy", b"key=worker.max_retries&value=5&expected_version=18446744073709551616".to_vec(), 400),
+        ("/api/save_policy", b"key=a&key=b&value=5&expected_version=0".to_vec(), 400),
+        ("/api/save_policy", [b"key=worker.max_retries&value=".as_slice(), &[0xff, 0xfe], b"&expected_version=0"].concat(), 400),
+        ("/api/reset_policy", b"key=worker.max_retries".to_vec(), 400),
+        ("/api/revert_policy", b"key=worker.max_retries&audit_id=x&expected_version=0".to_vec(), 400),
+        ("/api/audit_log", b"before=-".to_vec(), 400),
+        ("/api/settings_data", b"".to_vec(), 400),
+        ("/api/get_run", b"id=99999999999999999999".to_vec(), 400),
+        ("/api/create_run", b"text=%00".to_vec(), 422),
+        ("/api/create_run", b"text=a&text=b".to_vec(), 400),
+        ("/api/create_run", format!("text={huge_run}").into_bytes(), 413),
+        ("/api/login", format!("email=a%40b.c&password={big}").into_bytes(), 413),
+    ];
+    for (path, body, want) in form_cases {
+        let r = c.send_bytes(Method::POST, path, body, &[]).await;
+        assert_eq!(r.status.as_u16(), want, "{path}: {}", r.body.chars().take(300).collect::<String>());
+        let json: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", r.body));
+        let error = json["error"].as_str().unwrap_or_default();
+        assert!(!error.is_empty() && !error.contains("server function"), "{path}: {error}");
+    }
+
+    assert_eq!(snapshot(&state).await, before);
+
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+    let run = runtime_policy::runs::server::create_run(
+        &state.policy,
+        &runtime_policy::runs::server::Creator::cli(),
+        &runtime_policy::runs::input::NewBlocks::parse("blocks", vec!["one".into()]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let before_api = snapshot(&state).await;
+    let claims = paths::api_run_claims(run.id);
+    let complete = paths::api_block_complete(run.id, &format!("r{}-b0", run.id));
+    let result_big = format!("{{\"worker\":\"w\",\"attempt\":1,\"result\":\"{}\"}}", "x".repeat(runtime_policy::web::limits::RESULT_BODY));
+    let api_cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        (paths::API_RUNS, vec![b'{', 0xff, b'}'], 400, Some("body")),
+        (paths::API_RUNS, br#"{"blocks": ["a\u0000b"]}"#.to_vec(), 422, Some("blocks[0]")),
+        (paths::API_RUNS, format!("{{\"blocks\": [\"{}\"]}}", "x".repeat(runtime_policy::web::limits::RUN_BODY)).into_bytes(), 413, None),
+        (&claims, br#"{"worker": "w\u0000"}"#.to_vec(), 422, Some("worker")),
+        (&claims, br#"{"worker": "w", "lease_seconds": 1e30}"#.to_vec(), 422, Some("lease_seconds")),
+        (&claims, br#"{"lease_seconds": 10}"#.to_vec(), 422, Some("worker")),
+        (&complete, br#"{"worker": "w", "attempt": 18446744073709551616, "result": "r"}"#.to_vec(), 422, Some("attempt")),
+        (&complete, br#"{"worker": "w", "attempt": 1, "result": "a\u0000"}"#.to_vec(), 422, Some("result")),
+        (&complete, result_big.into_bytes(), 413, None),
+    ];
+    for (path, body, want, field) in api_cases {
+        let r = c.send_bytes(Method::POST, path, body, &auth).await;
+        assert_eq!(r.status.as_u16(), want, "{path}: {}", r.body.chars().take(300).collect::<String>());
+        let json: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", r.body));
+        assert!(!json["error"].as_str().unwrap_or_default().is_empty(), "{path}: {json}");
+        if let Some(f) = field {
+            assert_eq!(json["field"], f, "{path}: {json}");
+        }
+    }
+    assert_eq!(snapshot(&state).await, before_api);
     t.finish().await;
 });

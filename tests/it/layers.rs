@@ -70,6 +70,8 @@ const LAYERS: &[(&str, usize)] = &[
     ("settings::provider_table", 5),
     ("app", 6),
     ("web", 7),
+    ("web::headers", 7),
+    ("web::limits", 7),
     ("web::middleware", 7),
 ];
 

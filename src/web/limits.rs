@@ -1,0 +1,88 @@
+//! Request body limits, set per route, and axum's own rejections (a body over the limit, a path
+//! or query that does not parse, an unknown server function) answered in the JSON error form.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+use crate::paths;
+
+/// A new run's text, through the page or the worker API: 10,000 blocks fit, up to this size.
+pub const RUN_BODY: usize = 16 << 20;
+/// A block's result (at most 1,000,000 characters, JSON-escaped).
+pub const RESULT_BODY: usize = 8 << 20;
+/// Every other server function: the largest is a provider registry or a prompt.
+pub const FORM_BODY: usize = 1 << 20;
+/// Everything else (claims, failures, pages).
+pub const SMALL_BODY: usize = 64 << 10;
+
+/// The most bytes a request to `path` may carry.
+pub fn body_limit(path: &str) -> usize {
+    if path == "/api/create_run" || path == paths::API_RUNS {
+        RUN_BODY
+    } else if path.starts_with("/api/v1/") && path.ends_with("/complete") {
+        RESULT_BODY
+    } else if path.starts_with("/api/") && !path.starts_with("/api/v1/") {
+        FORM_BODY
+    } else {
+        SMALL_BODY
+    }
+}
+
+fn too_large(limit: usize) -> AppError {
+    AppError::TooLarge(format!("The request body is over the {limit} bytes accepted here."))
+}
+
+/// Refuses a body whose declared length is over the route's limit before anything reads it,
+/// and stops reading one that grows past it.
+pub async fn limit_bodies(req: Request, next: Next) -> Response {
+    let limit = body_limit(req.uri().path());
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit).into_response();
+    }
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    let res = next.run(req).await;
+    as_json_error(res, limit).await
+}
+
+/// An error answer that is plain text (axum's extractors, the server function router) becomes
+/// the JSON error form with the same status.
+async fn as_json_error(res: Response, limit: usize) -> Response {
+    let status = res.status();
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return res;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(limit).into_response();
+    }
+    let text = axum::body::to_bytes(res.into_body(), 4096).await.unwrap_or_default();
+    let message = crate::db::one_line(&String::from_utf8_lossy(&text));
+    let error = AppError::from_answer(status.as_u16(), &[]).map_message(|_| message);
+    let mut out = error.into_response();
+    *out.status_mut() = status;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_has_its_limit() {
+        assert_eq!(body_limit("/api/create_run"), RUN_BODY);
+        assert_eq!(body_limit("/api/v1/runs"), RUN_BODY);
+        assert_eq!(body_limit("/api/v1/runs/3/blocks/r3-b0/complete"), RESULT_BODY);
+        assert_eq!(body_limit("/api/save_policy"), FORM_BODY);
+        assert_eq!(body_limit("/api/v1/runs/3/claims"), SMALL_BODY);
+        assert_eq!(body_limit("/login"), SMALL_BODY);
+    }
+}
