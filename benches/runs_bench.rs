@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use runtime_policy::auth::token::{create_token, TokenName};
+use runtime_policy::auth::token::{create_token, Grant, TokenName};
 use runtime_policy::config::Backend;
 use runtime_policy::paths::api_run_policy;
 use runtime_policy::policy::store::PolicyStore;
@@ -59,7 +59,7 @@ async fn bench(backend: Backend) {
     let multi = creation_rate(&store, CLIENTS, RUNS_PER_CLIENT_MULTI).await;
 
     let base = helpers::spawn_app(&t).await;
-    let token = create_token(&t.db, &TokenName::parse("bench").unwrap()).await.unwrap();
+    let token = create_token(&t.db, &TokenName::parse("bench").unwrap(), &Grant::all()).await.unwrap();
     let client = ApiClient::new(&base, &token).unwrap();
     let mut times = Vec::with_capacity(SNAPSHOT_READS);
     for i in 0..SNAPSHOT_READS {

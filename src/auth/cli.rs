@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use clap::{Subcommand, ValueEnum};
 
 use super::password::{Hasher, NewPassword, MIN_PASSWORD_CHARS};
-use super::token::{create_token, list_tokens, revoke_token, TokenName};
+use super::token::{create_token, list_tokens, revoke_token, Grant, TokenName};
 use super::types::Role;
 use super::users::{create_user, disable_user, list_users, Email};
 use crate::db::Db;
@@ -29,7 +29,16 @@ pub enum UserCommand {
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a worker token and print it; it is stored only as a hash and never shown again.
-    Create { name: String },
+    Create {
+        name: String,
+        /// What it may do: runs:create, runs:work (claim, complete, fail), snapshot:read;
+        /// repeat for several. Without any, all three.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Bind the token to one run (it may not create runs then).
+        #[arg(long, value_name = "ID")]
+        run: Option<i64>,
+    },
     /// Revoke a worker token at once.
     Revoke { name: String },
     /// List the worker tokens (names and dates, never the tokens).
@@ -91,9 +100,10 @@ where
     Fut: std::future::Future<Output = Result<Db, AppError>>,
 {
     match cmd {
-        TokenCommand::Create { name } => {
+        TokenCommand::Create { name, scopes, run } => {
             let name = TokenName::parse(&name)?;
-            let token = create_token(&open().await?, &name).await?;
+            let grant = Grant::parse(&scopes, run)?;
+            let token = create_token(&open().await?, &name, &grant).await?;
             eprintln!("token {} created; it is shown only this once:", name.as_str());
             Ok(format!("{token}\n"))
         }
@@ -107,7 +117,7 @@ where
             .iter()
             .map(|t| {
                 let state = t.revoked_at.as_ref().map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into());
-                format!("{}\t{}\t{}\n", t.name, t.created_at, state)
+                format!("{}\t{}\t{}\t{}\n", t.name, t.created_at, state, t.grant.describe())
             })
             .collect()),
     }

@@ -57,28 +57,39 @@ async fn count_finished(
     Ok(())
 }
 
-/// Claims the next batch of a run's blocks for `worker`: at most the snapshot's
+/// Who holds a claim: the token that made it (only it may complete or fail the block) and the
+/// worker name it gave (a label).
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    pub token: i64,
+    pub worker: &'a WorkerName,
+}
+
+/// Claims the next batch of a run's blocks for `holder`: at most the snapshot's
 /// `worker.claim_batch_size`, in `block_index` order as the snapshot's `worker.claim_ordering`
 /// says. Pending blocks and blocks whose lease has expired are claimable; an expired block on
 /// its last attempt is marked failed instead. Two workers never get the same block: on
-/// PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED`, on SQLite the whole claim is
-/// one write transaction.
-pub async fn claim(db: &Db, run_id: i64, worker: &WorkerName, lease: Duration, now: DateTime<Utc>) -> Result<Claim, AppError> {
+/// PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` in a materialized CTE (so the
+/// batch is picked once and never exceeds its size), on SQLite the whole claim is one write
+/// transaction.
+pub async fn claim(db: &Db, run_id: i64, holder: Holder<'_>, lease: Duration, now: DateTime<Utc>) -> Result<Claim, AppError> {
     let mut tx = db.begin_write().await?;
     let run = run_row(&mut tx, run_id).await?;
     let batch_size = run.snapshot.claim_batch_size();
     let max_attempts = run.snapshot.max_retries() + 1;
     let order = if run.snapshot.claim_descending() { "DESC" } else { "ASC" };
-    let lock = if db.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
     let now_text = format_ts(now);
     let lease = chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(MAX_LEASE_SECS));
     let expires = format_ts(now.checked_add_signed(lease).unwrap_or(now));
 
-    // A worker died holding the last allowed attempt: the block is finished, as failed.
+    // A worker died holding the last allowed attempt, or its token was revoked then: the block
+    // is finished, as failed.
     let expired: Vec<AnyRow> = sqlx::query(
         "UPDATE blocks SET state = 'failed', lease_expires_at = NULL, finished_at = $2,
-             error = 'the lease expired on the last allowed attempt'
-         WHERE run_id = $1 AND state = 'claimed' AND lease_expires_at < $2 AND attempts >= $3
+             error = CASE WHEN state = 'claimed' THEN 'the lease expired on the last allowed attempt'
+                     ELSE 'the claim was ended (its token revoked) on the last allowed attempt' END
+         WHERE run_id = $1 AND attempts >= $3
+             AND (state = 'pending' OR (state = 'claimed' AND lease_expires_at < $2))
          RETURNING block_uid",
     )
     .bind(run_id)
@@ -90,22 +101,33 @@ pub async fn claim(db: &Db, run_id: i64, worker: &WorkerName, lease: Duration, n
         count_finished(&mut tx, run_id, 0, expired.len() as i64).await?;
     }
 
-    let sql = format!(
-        "UPDATE blocks SET state = 'claimed', claimed_by = $2, claimed_at = $3, lease_expires_at = $4,
-             attempts = attempts + 1
-         WHERE (run_id, block_uid) IN (
-             SELECT run_id, block_uid FROM blocks
-             WHERE run_id = $1 AND (state = 'pending' OR (state = 'claimed' AND lease_expires_at < $3))
-             ORDER BY block_index {order}
-             LIMIT $5{lock})
-         RETURNING block_uid, block_index, text, attempts"
-    );
+    let claimable = "run_id = $1 AND (state = 'pending' OR (state = 'claimed' AND lease_expires_at < $3))";
+    let set = "state = 'claimed', claimed_by = $2, claimed_at = $3, lease_expires_at = $4, claimed_by_token = $6,
+             attempts = attempts + 1";
+    let sql = if db.backend == Backend::Postgres {
+        format!(
+            "WITH picked AS MATERIALIZED (
+                 SELECT run_id, block_uid FROM blocks WHERE {claimable}
+                 ORDER BY block_index {order} LIMIT $5 FOR UPDATE SKIP LOCKED)
+             UPDATE blocks SET {set}
+             FROM picked WHERE blocks.run_id = picked.run_id AND blocks.block_uid = picked.block_uid
+             RETURNING blocks.block_uid, blocks.block_index, blocks.text, blocks.attempts"
+        )
+    } else {
+        format!(
+            "UPDATE blocks SET {set}
+             WHERE (run_id, block_uid) IN (
+                 SELECT run_id, block_uid FROM blocks WHERE {claimable} ORDER BY block_index {order} LIMIT $5)
+             RETURNING block_uid, block_index, text, attempts"
+        )
+    };
     let rows = sqlx::query(&sql)
         .bind(run_id)
-        .bind(worker.as_str())
+        .bind(holder.worker.as_str())
         .bind(&now_text)
         .bind(&expires)
         .bind(batch_size)
+        .bind(holder.token)
         .fetch_all(&mut *tx)
         .await?;
     let mut blocks = rows
@@ -141,40 +163,28 @@ pub async fn claim(db: &Db, run_id: i64, worker: &WorkerName, lease: Duration, n
 }
 
 /// What became of a block after a completion or a failure.
-/// Why a completion or failure matched no claim: no such block, or a claim not held.
-async fn not_held(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    run_id: i64,
-    uid: &str,
-    worker: &WorkerName,
-    attempt: i64,
-) -> Result<AppError, AppError> {
-    let row = sqlx::query("SELECT state, claimed_by, attempts FROM blocks WHERE run_id = $1 AND block_uid = $2")
+/// Why a completion or failure matched no claim: no such block, or a claim this token does
+/// not hold at that attempt. It says nothing about who holds it or at which attempt.
+async fn not_held(tx: &mut sqlx::Transaction<'static, sqlx::Any>, run_id: i64, uid: &str, attempt: i64) -> Result<AppError, AppError> {
+    let exists = sqlx::query("SELECT 1 AS one FROM blocks WHERE run_id = $1 AND block_uid = $2")
         .bind(run_id)
         .bind(uid)
         .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match row {
-        None => AppError::NotFound(format!("no block {uid} in run {run_id}")),
-        Some(r) => {
-            let state: String = r.try_get("state")?;
-            let by: Option<String> = r.try_get("claimed_by")?;
-            let attempts: i64 = r.try_get("attempts")?;
-            AppError::Conflict(format!(
-                "block {uid} is not claimed by {} at attempt {attempt} (state {state}, attempt {attempts}, held by {})",
-                worker.as_str(),
-                by.as_deref().unwrap_or("nobody")
-            ))
-        }
+        .await?
+        .is_some();
+    Ok(if exists {
+        AppError::Conflict(format!("block {uid} is not held by this token at attempt {attempt}"))
+    } else {
+        AppError::NotFound(format!("no block {uid} in run {run_id}"))
     })
 }
 
-/// Stores a claimed block's result. Only the worker holding the claim at `attempt` may.
+/// Stores a claimed block's result. Only the token holding the claim at `attempt` may.
 pub async fn complete(
     db: &Db,
     run_id: i64,
     uid: &str,
-    worker: &WorkerName,
+    holder: Holder<'_>,
     attempt: i64,
     result: &str,
 ) -> Result<BlockOutcome, AppError> {
@@ -182,11 +192,11 @@ pub async fn complete(
     let mut tx = db.begin_write().await?;
     let n = sqlx::query(
         "UPDATE blocks SET state = 'done', result = $5, error = NULL, lease_expires_at = NULL, finished_at = $6
-         WHERE run_id = $1 AND block_uid = $2 AND state = 'claimed' AND claimed_by = $3 AND attempts = $4",
+         WHERE run_id = $1 AND block_uid = $2 AND state = 'claimed' AND claimed_by_token = $3 AND attempts = $4",
     )
     .bind(run_id)
     .bind(uid)
-    .bind(worker.as_str())
+    .bind(holder.token)
     .bind(attempt)
     .bind(result)
     .bind(format_ts(Utc::now()))
@@ -194,7 +204,7 @@ pub async fn complete(
     .await?
     .rows_affected();
     if n != 1 {
-        let e = not_held(&mut tx, run_id, uid, worker, attempt).await?;
+        let e = not_held(&mut tx, run_id, uid, attempt).await?;
         tx.rollback().await?;
         return Err(e);
     }
@@ -209,7 +219,7 @@ pub async fn fail(
     db: &Db,
     run_id: i64,
     uid: &str,
-    worker: &WorkerName,
+    holder: Holder<'_>,
     attempt: i64,
     error: &str,
 ) -> Result<BlockOutcome, AppError> {
@@ -221,15 +231,16 @@ pub async fn fail(
         "UPDATE blocks SET
              state = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'pending' END,
              claimed_by = CASE WHEN attempts >= $5 THEN claimed_by ELSE NULL END,
+             claimed_by_token = NULL,
              finished_at = CASE WHEN attempts >= $5 THEN $7 ELSE NULL END,
              lease_expires_at = NULL,
              error = $6
-         WHERE run_id = $1 AND block_uid = $2 AND state = 'claimed' AND claimed_by = $3 AND attempts = $4
+         WHERE run_id = $1 AND block_uid = $2 AND state = 'claimed' AND claimed_by_token = $3 AND attempts = $4
          RETURNING state",
     )
     .bind(run_id)
     .bind(uid)
-    .bind(worker.as_str())
+    .bind(holder.token)
     .bind(attempt)
     .bind(max_attempts)
     .bind(error)
@@ -237,7 +248,7 @@ pub async fn fail(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
-        let e = not_held(&mut tx, run_id, uid, worker, attempt).await?;
+        let e = not_held(&mut tx, run_id, uid, attempt).await?;
         tx.rollback().await?;
         return Err(e);
     };

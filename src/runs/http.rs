@@ -1,8 +1,10 @@
 //! The worker API under `/api/v1/runs`, for callers with a bearer worker token.
 //!
-//! Every handler checks the token before it reads anything else, answers errors as JSON
+//! Every handler checks the token and its scope (runs:create, snapshot:read, runs:work, and the
+//! run it is bound to) before it reads anything else, answers errors as JSON
 //! `{"error": "...", "field": "..."}` (400 when the body is not JSON, 422 naming the field
-//! when a value is not allowed, 401, 404, 409), and never panics on input.
+//! when a value is not allowed, 401, 403, 404, 409, 413), and never panics on input. A claim
+//! belongs to the token that made it: only that token may complete or fail the block.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -18,7 +20,8 @@ use super::input::{parse_lease, NewBlocks, WorkerName};
 use super::server::{self, Creator};
 use axum::extract::FromRef;
 
-use crate::auth::token::verify_worker_token;
+use super::claims::Holder;
+use crate::auth::token::{verify_worker_token, Scope};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::paths;
@@ -84,6 +87,7 @@ fn int_field(body: &Map<String, Value>, field: &str) -> Result<i64, AppError> {
 /// with its policy snapshot; 201 with its id, snapshot hash and revision.
 async fn create_run(State(store): State<PolicyStore>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
     let token = verify_worker_token(&store.db, &headers).await?;
+    token.require(Scope::RunsCreate, None)?;
     let body = object(&body)?;
     let texts = match body.get("blocks") {
         Some(Value::Array(items)) => items
@@ -114,8 +118,9 @@ async fn read_policy(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    verify_worker_token(&db, &headers).await?;
+    let token = verify_worker_token(&db, &headers).await?;
     let id = run_id(&id)?;
+    token.require(Scope::SnapshotRead, Some(id))?;
     let stored = server::snapshot(&db, id).await?;
     let etag = format!("\"{}\"", stored.sha256);
     let etag_value = HeaderValue::from_str(&etag).map_err(|_| AppError::internal())?;
@@ -149,12 +154,13 @@ async fn claim(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    verify_worker_token(&db, &headers).await?;
+    let token = verify_worker_token(&db, &headers).await?;
     let id = run_id(&id)?;
+    token.require(Scope::RunsWork, Some(id))?;
     let body = object(&body)?;
     let name = WorkerName::parse(string_field(&body, "worker")?)?;
     let lease = parse_lease(optional_int(&body, "lease_seconds")?)?;
-    let claim = claims::claim(&db, id, &name, lease, Utc::now()).await?;
+    let claim = claims::claim(&db, id, Holder { token: token.id, worker: &name }, lease, Utc::now()).await?;
     Ok(Json(json!(claim)).into_response())
 }
 
@@ -171,11 +177,12 @@ async fn complete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    verify_worker_token(&db, &headers).await?;
+    let token = verify_worker_token(&db, &headers).await?;
     let id = run_id(&id)?;
+    token.require(Scope::RunsWork, Some(id))?;
     let body = object(&body)?;
     let (name, attempt, result) = report(&body, "result")?;
-    let out = claims::complete(&db, id, &uid, &name, attempt, result).await?;
+    let out = claims::complete(&db, id, &uid, Holder { token: token.id, worker: &name }, attempt, result).await?;
     Ok(Json(json!(out)).into_response())
 }
 
@@ -187,10 +194,11 @@ async fn fail(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    verify_worker_token(&db, &headers).await?;
+    let token = verify_worker_token(&db, &headers).await?;
     let id = run_id(&id)?;
+    token.require(Scope::RunsWork, Some(id))?;
     let body = object(&body)?;
     let (name, attempt, error) = report(&body, "error")?;
-    let out = claims::fail(&db, id, &uid, &name, attempt, error).await?;
+    let out = claims::fail(&db, id, &uid, Holder { token: token.id, worker: &name }, attempt, error).await?;
     Ok(Json(json!(out)).into_response())
 }

@@ -9,7 +9,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use crate::helpers::TestDb;
 use runtime_policy::auth::password::{Hasher, NewPassword};
-use runtime_policy::auth::token::{create_token, list_tokens, revoke_token, verify_worker_token, TokenName, TOKEN_REQUIRED};
+use runtime_policy::auth::token::{create_token, list_tokens, revoke_token, verify_worker_token, Grant, TokenName, TOKEN_REQUIRED};
 use runtime_policy::auth::types::Role;
 use runtime_policy::auth::users::{create_user, disable_user, list_users, Email};
 use runtime_policy::error::AppError;
@@ -591,11 +591,11 @@ async fn the_hashing_queue_holds_two_running_plus_queue_then_refuses() {
 on_both_backends!(worker_tokens_are_hashed_and_revocable, |t| {
     let db = &t.db;
     let name = TokenName::parse("worker-1").unwrap();
-    let token = create_token(db, &name).await.unwrap();
+    let token = create_token(db, &name, &Grant::all()).await.unwrap();
     assert!(token.starts_with("rpw_") && token.len() == 68, "{token}");
     let stored: String = sqlx::query("SELECT token_hash FROM worker_tokens").fetch_one(&db.pool).await.unwrap().get("token_hash");
     assert!(!stored.contains(&token[4..]), "the token itself must not be stored");
-    assert!(matches!(create_token(db, &name).await, Err(AppError::Field { field, .. }) if field == "NAME"));
+    assert!(matches!(create_token(db, &name, &Grant::all()).await, Err(AppError::Field { field, .. }) if field == "NAME"));
 
     let mut headers = axum::http::HeaderMap::new();
     assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(TOKEN_REQUIRED.into())));
@@ -625,7 +625,7 @@ on_both_backends!(concurrent_creations_of_one_name_give_the_field_error_never_50
             create_user(&db, &Email::parse("race@example.com").unwrap(), Role::Member, &hash).await
         }));
         let db = t.db.clone();
-        tokens.push(tokio::spawn(async move { create_token(&db, &TokenName::parse("racer").unwrap()).await.map(|_| ()) }));
+        tokens.push(tokio::spawn(async move { create_token(&db, &TokenName::parse("racer").unwrap(), &Grant::all()).await.map(|_| ()) }));
     }
     for (what, field, results) in [
         ("user", "EMAIL", futures_results(users).await.into_iter().map(|r| r.map(|_| ())).collect::<Vec<_>>()),
@@ -670,7 +670,7 @@ on_both_backends!(unreadable_server_function_arguments_answer_400_and_write_noth
 
 on_both_backends!(malformed_requests_get_a_4xx_naming_the_problem_and_write_nothing, |t| {
     let (state, app) = setup(&t).await;
-    let token = create_token(&state.db, &TokenName::parse("malformed").unwrap()).await.unwrap();
+    let token = create_token(&state.db, &TokenName::parse("malformed").unwrap(), &Grant::all()).await.unwrap();
     let before = snapshot(&state).await;
     let mut c = caller_as(&app, Who::Superuser, [10, 9, 0, 1]).await;
     let big = "x".repeat(runtime_policy::web::limits::FORM_BODY + 1);

@@ -172,4 +172,15 @@ fn worker_tokens_are_printed_once_listed_and_revoked() {
     let listed = String::from_utf8(run(&db, &["token", "list"], "").stdout).unwrap();
     assert!(listed.contains("revoked"), "{listed}");
     one_line_error(&run(&db, &["token", "revoke", "worker-1"], ""), 2, "NAME: no live token named worker-1");
+
+    // Scopes and a bound run are chosen at creation and listed; a token with no --scope gets
+    // every worker scope.
+    assert!(listed.starts_with("worker-1\t"));
+    let out = run(&db, &["token", "create", "reader", "--scope", "snapshot:read", "--scope", "runs:work", "--run", "3"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8(run(&db, &["token", "list"], "").stdout).unwrap();
+    assert!(listed.lines().any(|l| l.starts_with("reader\t") && l.ends_with("\truns:work snapshot:read (run 3)")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("worker-1\t") && l.ends_with("\truns:create runs:work snapshot:read")), "{listed}");
+    one_line_error(&run(&db, &["token", "create", "x", "--scope", "runs:delete"], ""), 2, "--scope: must be runs:create, runs:work or snapshot:read");
+    one_line_error(&run(&db, &["token", "create", "x", "--run", "3"], ""), 2, "--run: a token bound to one run cannot create runs");
 }

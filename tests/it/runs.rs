@@ -6,12 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use runtime_policy::auth::token::{create_token, revoke_token, TokenName};
+use runtime_policy::auth::token::{create_token, revoke_token, Grant, TokenName};
 use runtime_policy::auth::types::{AuthUser, Role};
 use runtime_policy::error::AppError;
 use runtime_policy::paths;
 use runtime_policy::policy::registry::Layer;
 use runtime_policy::policy::store::{Actor, PolicyStore};
+use runtime_policy::runs::claims::Holder;
 use runtime_policy::runs::input::{NewBlocks, WorkerName};
 use runtime_policy::runs::server::Creator;
 use runtime_policy::runs::snapshot::render_block_prompt;
@@ -28,6 +29,11 @@ mod run_store {
     pub use runtime_policy::runs::server::{create_run, list_runs, run_detail, snapshot};
 }
 
+/// The holder of direct claims in these tests: a token id of its own, and the worker name.
+fn holder(w: &WorkerName) -> Holder<'_> {
+    Holder { token: 1, worker: w }
+}
+
 const NEW_PROMPT: &str = "NEW PROMPT for {{block_text}}";
 
 fn store(t: &helpers::TestDb) -> PolicyStore {
@@ -39,7 +45,7 @@ fn admin() -> Actor {
 }
 
 async fn token(t: &helpers::TestDb, name: &str) -> String {
-    create_token(&t.db, &TokenName::parse(name).unwrap()).await.unwrap()
+    create_token(&t.db, &TokenName::parse(name).unwrap(), &Grant::all()).await.unwrap()
 }
 
 fn texts(n: usize) -> Vec<String> {
@@ -199,12 +205,12 @@ on_both_backends!(claims_order_by_the_integer_block_index_as_the_snapshot_says, 
         spread_indexes(&t, run).await;
         let mut order = Vec::new();
         for _ in 0..3 {
-            let c = run_store::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+            let c = run_store::claim(&t.db, run, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
             assert_eq!(c.blocks.len(), 1, "batch size 1 from the snapshot");
             order.push(c.blocks[0].block_index);
         }
         assert_eq!(order, expected, "run {run}");
-        let c = run_store::claim(&t.db, run, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+        let c = run_store::claim(&t.db, run, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
         assert!(c.blocks.is_empty() && !c.finished);
     }
 
@@ -212,7 +218,7 @@ on_both_backends!(claims_order_by_the_integer_block_index_as_the_snapshot_says, 
     s.update(&admin(), "worker.claim_batch_size", &json!(10), 2, None).await.unwrap();
     let run = run_store::create_run(&s, &Creator::cli(), &three).await.unwrap();
     spread_indexes(&t, run.id).await;
-    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| b.block_index).collect::<Vec<_>>(), vec![2, 10, 100]);
     t.finish().await;
 });
@@ -262,23 +268,23 @@ on_both_backends!(a_failed_block_is_retried_up_to_the_snapshot_max_retries, |t| 
     let w = WorkerName::parse("w").unwrap();
     let now = chrono::Utc::now();
 
-    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), now).await.unwrap();
     let (b0, b1) = (&c.blocks[0], &c.blocks[1]);
-    let out = run_store::fail(&t.db, run.id, &b0.block_uid, &w, 1, "model timed out").await.unwrap();
+    let out = run_store::fail(&t.db, run.id, &b0.block_uid, holder(&w), 1, "model timed out").await.unwrap();
     assert_eq!((out.state.as_str(), out.attempts), ("pending", 1));
     // Failing twice with the same attempt is refused.
-    assert!(matches!(run_store::fail(&t.db, run.id, &b0.block_uid, &w, 1, "again").await, Err(AppError::Conflict(_))));
+    assert!(matches!(run_store::fail(&t.db, run.id, &b0.block_uid, holder(&w), 1, "again").await, Err(AppError::Conflict(_))));
 
-    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), now).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), now).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| (b.block_index, b.attempt)).collect::<Vec<_>>(), vec![(0, 2)]);
-    let out = run_store::fail(&t.db, run.id, &b0.block_uid, &w, 2, "model timed out").await.unwrap();
+    let out = run_store::fail(&t.db, run.id, &b0.block_uid, holder(&w), 2, "model timed out").await.unwrap();
     assert_eq!((out.state.as_str(), out.attempts), ("failed", 2));
 
     // The other block's holder dies twice; its last lease expiring fails it.
     let later = now + chrono::Duration::seconds(120);
-    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), later).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), later).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| (b.block_uid.as_str(), b.attempt)).collect::<Vec<_>>(), vec![(b1.block_uid.as_str(), 2)]);
-    let c = run_store::claim(&t.db, run.id, &w, Duration::from_secs(60), later + chrono::Duration::seconds(120)).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), later + chrono::Duration::seconds(120)).await.unwrap();
     assert!(c.blocks.is_empty());
     assert!(c.finished);
     let all = blocks(&t, run.id).await;
@@ -503,13 +509,13 @@ on_both_backends!(concurrent_claims_never_share_a_block, |t| {
                 let w = WorkerName::parse(&format!("w{i}")).unwrap();
                 let mut mine = Vec::new();
                 loop {
-                    let c = run_store::claim(&db, run.id, &w, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+                    let c = run_store::claim(&db, run.id, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
                     if c.blocks.is_empty() {
                         return mine;
                     }
                     assert!(c.blocks.len() <= 3);
                     for b in c.blocks {
-                        run_store::complete(&db, run.id, &b.block_uid, &w, b.attempt, "ok").await.unwrap();
+                        run_store::complete(&db, run.id, &b.block_uid, holder(&w), b.attempt, "ok").await.unwrap();
                         mine.push(b.block_uid);
                     }
                 }
@@ -562,3 +568,77 @@ async fn the_worker_command_finishes_a_run_over_http() {
     assert!(blocks(&t, other.id).await.iter().all(|b| b.2 == "pending"));
     t.finish().await;
 }
+
+on_both_backends!(a_claim_belongs_to_its_token_and_scopes_limit_what_a_token_does, |t| {
+    let base = spawn_app(&t).await;
+    let s = store(&t);
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(3)).unwrap()).await.unwrap();
+    let other = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let a = ApiClient::new(&base, &token(&t, "token-a").await).unwrap();
+    let b = ApiClient::new(&base, &token(&t, "token-b").await).unwrap();
+
+    // A claims everything; B, even naming A's worker and attempt, can neither complete nor fail it.
+    let claim = a.claim(run.id, "a", Some(60)).await.unwrap();
+    assert_eq!(claim.blocks.len(), 3);
+    let held = &claim.blocks[0];
+    for (path, body) in [
+        (paths::api_block_complete(run.id, &held.block_uid), json!({ "worker": "a", "attempt": held.attempt, "result": "forged" })),
+        (paths::api_block_fail(run.id, &held.block_uid), json!({ "worker": "a", "attempt": held.attempt, "error": "forged" })),
+    ] {
+        let r = b.send(Method::POST, &path, Some(&body)).await.unwrap();
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        let error: Value = serde_json::from_slice(&r.body).unwrap();
+        let text = error["error"].as_str().unwrap();
+        assert!(text.contains("not held by this token"), "{text}");
+        assert!(!text.contains("token-a") && !text.contains("held by a") && !text.contains("state"), "reveals too much: {text}");
+    }
+    // B's own claim gets none of A's blocks.
+    assert!(b.claim(run.id, "b", Some(60)).await.unwrap().blocks.is_empty());
+    assert!(blocks(&t, run.id).await.iter().all(|blk| blk.2 == "claimed" && blk.4.as_deref() == Some("a") && blk.6.is_none()));
+    // A completes its own.
+    a.complete(run.id, &held.block_uid, "a", held.attempt, "ok").await.unwrap();
+
+    // Revoking A ends its claims at once: the blocks are claimable again, the attempt counted.
+    revoke_token(&t.db, &TokenName::parse("token-a").unwrap()).await.unwrap();
+    let rest = blocks(&t, run.id).await;
+    assert_eq!(rest.iter().filter(|blk| blk.2 == "pending" && blk.3 == 1).count(), 2, "{rest:?}");
+    let again = b.claim(run.id, "b", Some(60)).await.unwrap();
+    assert_eq!((again.blocks.len(), again.blocks[0].attempt), (2, 2));
+
+    // Scopes: a read-only token reads snapshots and nothing else; a token bound to a run
+    // touches only that run.
+    let read_only = Grant::parse(&["snapshot:read".to_string()], None).unwrap();
+    let reader = ApiClient::new(&base, &create_token(&t.db, &TokenName::parse("reader").unwrap(), &read_only).await.unwrap()).unwrap();
+    assert_eq!(reader.send(Method::GET, &paths::api_run_policy(run.id), None).await.unwrap().status, StatusCode::OK);
+    let r = reader.send(Method::POST, &paths::api_run_claims(run.id), Some(&json!({ "worker": "r" }))).await.unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&r.body).contains("lacks the scope runs:work"));
+    let r = reader.send(Method::POST, paths::API_RUNS, Some(&json!({ "blocks": ["x"] }))).await.unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let bound = Grant::parse(&["runs:work".to_string(), "snapshot:read".to_string()], Some(run.id)).unwrap();
+    let worker = ApiClient::new(&base, &create_token(&t.db, &TokenName::parse("bound").unwrap(), &bound).await.unwrap()).unwrap();
+    assert_eq!(worker.send(Method::GET, &paths::api_run_policy(run.id), None).await.unwrap().status, StatusCode::OK);
+    let r = worker.send(Method::POST, &paths::api_run_claims(other.id), Some(&json!({ "worker": "w" }))).await.unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&r.body).contains(&format!("bound to run {}", run.id)));
+    assert_eq!(blocks(&t, other.id).await[0].2, "pending", "nothing claimed on the other run");
+    t.finish().await;
+});
+
+on_both_backends!(a_revoked_claim_on_its_last_attempt_fails_the_block_at_the_next_claim, |t| {
+    let s = store(&t);
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    // Zero retries: the first claim is the last allowed attempt.
+    sqlx::query("UPDATE blocks SET attempts = 3 WHERE run_id = $1").bind(run.id).execute(&t.db.pool).await.unwrap();
+    let tok = token(&t, "last").await;
+    let id: i64 = sqlx::query("SELECT id FROM worker_tokens WHERE name = 'last'").fetch_one(&t.db.pool).await.unwrap().get("id");
+    let w = WorkerName::parse("w").unwrap();
+    let c = run_store::claim(&t.db, run.id, Holder { token: id, worker: &w }, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+    assert_eq!(c.blocks[0].attempt, 4);
+    revoke_token(&t.db, &TokenName::parse("last").unwrap()).await.unwrap();
+    let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+    assert!(c.blocks.is_empty() && c.finished, "{c:?}");
+    assert_eq!(run_status(&t, run.id).await, ("failed".to_string(), 0, 1));
+    let _ = tok;
+    t.finish().await;
+});
