@@ -4,6 +4,7 @@
 pub mod headers;
 pub mod limits;
 pub mod middleware;
+pub mod serve;
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -103,12 +104,10 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| AppError::Config(format!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}")))?;
-    tracing::info!("listening on http://{addr}");
-    // The peer address feeds the sign-in throttle.
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| AppError::Internal(format!("server stopped: {e}")))
+    let limits = serve::ServeLimits::production();
+    tracing::info!(max_connections = limits.max_connections, "listening on http://{addr}");
+    serve::serve_on(listener, app, limits, shutdown_signal()).await;
+    Ok(())
 }
 
 /// Says at start which layers resolution skips, and which `POLICY__` variables name no key.

@@ -10,6 +10,7 @@ use runtime_policy::db::Db;
 use runtime_policy::auth::session::AuthSettings;
 use runtime_policy::state::AppState;
 use runtime_policy::web::router;
+use runtime_policy::web::serve::{serve_on, ServeLimits};
 use sqlx::Connection;
 
 /// A migrated database that lives as long as this value (the SQLite folder is deleted on drop;
@@ -125,14 +126,17 @@ macro_rules! on_both_backends {
     };
 }
 
-/// Serves the whole app over `t` on a free port of 127.0.0.1, for as long as the test runs;
-/// returns its base URL.
+/// Serves the whole app over `t` on a free port of 127.0.0.1 with the production limits, for
+/// as long as the test runs; returns its base URL.
 pub async fn spawn_app(t: &TestDb) -> String {
+    spawn_app_with(t, ServeLimits::production()).await
+}
+
+/// [`spawn_app`] with other limits.
+pub async fn spawn_app_with(t: &TestDb, limits: ServeLimits) -> String {
     let state = t.state().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
-    });
+    tokio::spawn(serve_on(listener, router(state), limits, std::future::pending()));
     format!("http://{addr}")
 }

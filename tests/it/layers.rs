@@ -73,6 +73,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("web::headers", 7),
     ("web::limits", 7),
     ("web::middleware", 7),
+    ("web::serve", 7),
 ];
 
 fn src_dir() -> PathBuf {

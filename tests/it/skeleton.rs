@@ -98,3 +98,76 @@ on_both_backends!(every_answer_carries_the_security_headers, |t| {
     assert!(headers["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
     t.finish().await;
 });
+
+/// Reads from `stream` until the server closes it or `within` passes; true when it closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn healthz_over_tcp(base: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_string(&mut out)).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed_and_health_still_answers() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let t = TestDb::new(runtime_policy::config::Backend::Sqlite).await;
+    let limits = runtime_policy::web::serve::ServeLimits {
+        header_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(30),
+        max_connections: 8,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let base = crate::helpers::spawn_app_with(&t, limits).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    // Eight connections fill the cap: half send part of a request head, half say nothing.
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").await.unwrap();
+        }
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One more than the cap is closed at once.
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(closed_within(&mut extra, Duration::from_millis(800)).await, "a connection over the cap stayed open");
+    // The held ones are closed once the head deadline passes.
+    for (i, s) in held.iter_mut().enumerate() {
+        assert!(closed_within(s, Duration::from_secs(3)).await, "connection {i} was never closed");
+    }
+    assert!(healthz_over_tcp(&base).await.starts_with("HTTP/1.1 200"), "healthz after the idle connections went");
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_limit_answers_503() {
+    use std::time::Duration;
+    let slow = axum::Router::new()
+        .route("/slow", axum::routing::get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }))
+        .route(runtime_policy::paths::AUDIT_EXPORT_CSV, axum::routing::get(|| async { tokio::time::sleep(Duration::from_millis(300)).await }))
+        .layer(axum::middleware::from_fn(|req, next| runtime_policy::web::serve::time_limit(Duration::from_millis(100), req, next)));
+    let res = slow.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = serde_json::from_slice(&to_bytes(res.into_body(), 4096).await.unwrap()).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("took longer than"), "{body}");
+    // The audit downloads may take longer.
+    let res = slow.oneshot(Request::get(runtime_policy::paths::AUDIT_EXPORT_CSV).body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
