@@ -137,7 +137,9 @@ impl Config {
         };
 
         let cookie_secure = match get("COOKIE_SECURE").as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("") | Some("false") | Some("0") => false,
+            // Unset: Secure when the site is known to be served over HTTPS.
+            None | Some("") => get("PUBLIC_ORIGIN").is_some_and(|o| o.trim().to_ascii_lowercase().starts_with("https://")),
+            Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
                 return Err(AppError::Config(format!(
@@ -242,6 +244,10 @@ mod tests {
     #[test]
     fn cookie_secure_is_off_by_default_and_parsed_strictly() {
         assert!(!Config::from_lookup(lookup(&[])).unwrap().cookie_secure);
+        // Served over HTTPS (PUBLIC_ORIGIN says so), it is Secure unless turned off.
+        assert!(Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://p.example")])).unwrap().cookie_secure);
+        assert!(!Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://p.example"), ("COOKIE_SECURE", "false")])).unwrap().cookie_secure);
+        assert!(!Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "http://p.example")])).unwrap().cookie_secure);
         assert!(Config::from_lookup(lookup(&[("COOKIE_SECURE", "true")])).unwrap().cookie_secure);
         let e = Config::from_lookup(lookup(&[("COOKIE_SECURE", "yes please")])).unwrap_err();
         assert!(e.to_string().starts_with("COOKIE_SECURE:"), "{e}");

@@ -4,6 +4,7 @@
 //! are stored as fixed-width UTC text (see [`format_ts`]) so that they sort and compare the same
 //! way on both backends.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,8 +30,9 @@ impl Db {
     pub async fn connect(url: &DatabaseUrl) -> Result<Db, AppError> {
         sqlx::any::install_default_drivers();
         if let Some(path) = &url.sqlite_path {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                // The folder holds the policy, the audit log, users and sessions: owner only.
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
                     AppError::Config(format!("DATABASE_URL: cannot create folder {}: {e}", dir.display()))
                 })?;
             }
@@ -55,6 +57,9 @@ impl Db {
         let pool = options.connect(url.as_str()).await.map_err(|e| {
             AppError::Unavailable(format!("DATABASE_URL: cannot connect: {}", one_line(&e.to_string())))
         })?;
+        if let Some(path) = &url.sqlite_path {
+            owner_only(path);
+        }
         Ok(Db { pool, backend })
     }
 
@@ -88,6 +93,19 @@ impl Db {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
+        }
+    }
+}
+
+/// Makes the SQLite file and its journal files readable by their owner only.
+fn owner_only(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path.as_os_str().to_string_lossy();
+    for file in [name.to_string(), format!("{name}-wal"), format!("{name}-shm")] {
+        if let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file, error = %e, "cannot make the database file private");
+            }
         }
     }
 }

@@ -21,8 +21,11 @@ use crate::error::AppError;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Absolute timeout: a session this old is gone, however busy it was.
 pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
-/// Name of the session cookie.
+/// Name of the session cookie over plain HTTP.
 pub const SESSION_COOKIE: &str = "rp_session";
+/// Its name when it is `Secure`: the `__Host-` prefix makes browsers refuse it unless it was
+/// set over HTTPS, for this host only, on path `/`.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-rp_session";
 
 const SESSION_KEY: &str = "auth";
 
@@ -82,33 +85,32 @@ impl SessionBackend {
         }
     }
 
-    /// Deletes expired sessions every five minutes, for as long as the server runs.
+    /// Deletes expired sessions every five minutes, for as long as the server runs; a database
+    /// error is logged and the next round tries again.
     pub fn spawn_cleanup(&self) {
         use tower_sessions::ExpiredDeletion;
         let period = tokio::time::Duration::from_secs(300);
-        match self.clone() {
-            SessionBackend::Sqlite(s) => {
-                tokio::spawn(async move {
-                    if let Err(e) = s.continuously_delete_expired(period).await {
-                        tracing::error!(error = %e, "expired-session cleanup stopped");
-                    }
-                });
+        let backend = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let done = match &backend {
+                    SessionBackend::Sqlite(s) => s.delete_expired().await,
+                    SessionBackend::Postgres(s) => s.delete_expired().await,
+                };
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "expired-session cleanup failed; trying again in five minutes");
+                }
             }
-            SessionBackend::Postgres(s) => {
-                tokio::spawn(async move {
-                    if let Err(e) = s.continuously_delete_expired(period).await {
-                        tracing::error!(error = %e, "expired-session cleanup stopped");
-                    }
-                });
-            }
-        }
+        });
     }
 
     /// Wraps `router` in the session layer.
     pub fn layer<S: Clone + Send + Sync + 'static>(&self, router: Router<S>, cookie_secure: bool) -> Router<S> {
         fn configure<St: tower_sessions::SessionStore + Clone>(store: St, secure: bool) -> SessionManagerLayer<St> {
             SessionManagerLayer::new(store)
-                .with_name(SESSION_COOKIE)
+                .with_name(if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE })
                 .with_http_only(true)
                 .with_same_site(SameSite::Lax)
                 .with_secure(secure)

@@ -32,14 +32,10 @@ impl Actor {
         Actor { id: Some(id), email: email.into() }
     }
 
-    /// The actor of a CLI write: `cli:<os user>`.
+    /// The actor of a CLI write: `cli:<os user>`, the name of the process's real user id (not
+    /// `$USER`, which anyone can set), or `cli:uid:<n>` when it has no name.
     pub fn cli() -> Actor {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "unknown".to_string());
-        Actor { id: None, email: format!("cli:{user}") }
+        Actor { id: None, email: format!("cli:{}", os_user()) }
     }
 }
 
@@ -58,6 +54,27 @@ pub enum WriteOutcome {
 pub struct PolicyStore {
     pub db: Db,
     env: Arc<HashMap<String, String>>,
+}
+
+/// The name of the process's real user id, from the password database.
+fn os_user() -> String {
+    // SAFETY: getuid cannot fail. getpwuid_r writes the entry into `pwd` with its strings in
+    // `buf`, and `result` points at `pwd` on success; `pw_name` is read while `buf` lives.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            if let Ok(name) = std::ffi::CStr::from_ptr(pwd.pw_name).to_str() {
+                if !name.is_empty() {
+                    return name.to_string();
+                }
+            }
+        }
+        format!("uid:{uid}")
+    }
 }
 
 fn check_reason(reason: Option<&str>) -> Result<Option<String>, AppError> {

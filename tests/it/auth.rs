@@ -344,11 +344,12 @@ on_both_backends!(sign_in_rotates_the_session_and_sets_a_strict_cookie, |t| {
     replay.cookie = before_logout;
     assert_eq!(replay.post("/api/current_user", "").await.body, "null");
 
-    // Behind TLS the cookie is Secure.
+    // Behind TLS the cookie is Secure, and named so browsers keep it to this host over HTTPS.
     let secure = router(t.state_with(true).await);
     let mut s = Caller::new(&secure, [10, 1, 0, 5]);
     let r = s.login(MEMBER.0, MEMBER.1).await;
-    assert!(r.set_cookie.iter().any(|c| c.starts_with("rp_session=") && c.contains("Secure")), "{:?}", r.set_cookie);
+    assert!(r.set_cookie.iter().any(|c| c.starts_with("__Host-rp_session=") && c.contains("Secure") && c.contains("Path=/")), "{:?}", r.set_cookie);
+    assert!(!r.set_cookie.iter().any(|c| c.contains("Domain=")), "{:?}", r.set_cookie);
     t.finish().await;
 });
 

@@ -2,6 +2,12 @@
 
 use std::process::Command;
 
+/// The name of this process's user, as `id -un` says.
+fn os_user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_runtime-policy"))
 }
@@ -46,6 +52,11 @@ fn migrate_creates_the_sqlite_file_and_its_folder() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(path.exists());
+    // The folder it created and the file are the owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("nested")), 0o700);
+    assert_eq!(mode(&path), 0o600);
 }
 
 fn policy(url: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -77,7 +88,8 @@ on_both_backends!(policy_commands_resolve_set_and_audit, |t| {
     let (_, out, _) = policy(&url, &["history", "--json"], &[]);
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1);
-    assert_eq!(rows[0]["actor_email"], "cli:ops");
+    // The actor is the operating system's user, whatever $USER says.
+    assert_eq!(rows[0]["actor_email"], format!("cli:{}", os_user()));
     assert_eq!(rows[0]["reason"], "flaky provider");
 
     let (code, _, err) = policy(&url, &["set", "worker.max_retries", "11"], &[]);
@@ -87,7 +99,7 @@ on_both_backends!(policy_commands_resolve_set_and_audit, |t| {
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = policy(&url, &["set", "worker.max_retries", "8", "--expect-version", "0"], &[]);
     assert_eq!(code, 1);
-    assert!(err.contains("changed by cli:ops"), "{err}");
+    assert!(err.contains(&format!("changed by cli:{}", os_user())), "{err}");
     let (_, out, _) = policy(&url, &["history"], &[]);
     assert_eq!(out.lines().count(), 1, "nothing else was written: {out}");
 
