@@ -8,7 +8,8 @@ use axum::Router;
 use chrono::Utc;
 use tower_sessions::cookie::time::Duration as CookieDuration;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::types::AuthUser;
@@ -118,9 +119,59 @@ impl SessionBackend {
                 .with_expiry(Expiry::OnInactivity(CookieDuration::seconds(IDLE_TIMEOUT.as_secs() as i64)))
         }
         match self {
-            SessionBackend::Sqlite(s) => router.layer(configure(s.clone(), cookie_secure)),
-            SessionBackend::Postgres(s) => router.layer(configure(s.clone(), cookie_secure)),
+            SessionBackend::Sqlite(s) => router.layer(configure(HashedIds(s.clone()), cookie_secure)),
+            SessionBackend::Postgres(s) => router.layer(configure(HashedIds(s.clone()), cookie_secure)),
         }
+    }
+}
+
+/// A session store that keeps only a hash of each session id, so a copy of the sessions table
+/// (a backup, a replica, a leaked dump) holds nothing a browser could present as a cookie.
+#[derive(Debug, Clone)]
+pub struct HashedIds<S>(pub S);
+
+/// The id under which a session is stored: the first 128 bits of the SHA-256 of its id.
+fn stored_id(id: &Id) -> Id {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.0.to_le_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    Id(i128::from_le_bytes(first))
+}
+
+#[async_trait::async_trait]
+impl<S: SessionStore> SessionStore for HashedIds<S> {
+    async fn create(&self, record: &mut Record) -> tower_sessions::session_store::Result<()> {
+        loop {
+            let mut stored = record.clone();
+            stored.id = stored_id(&record.id);
+            let wanted = stored.id;
+            self.0.create(&mut stored).await?;
+            if stored.id == wanted {
+                return Ok(());
+            }
+            // The store found the hash taken and stored the record under an id of its own, which
+            // no cookie can name: remove it and draw another id.
+            self.0.delete(&stored.id).await?;
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> tower_sessions::session_store::Result<()> {
+        let mut stored = record.clone();
+        stored.id = stored_id(&record.id);
+        self.0.save(&stored).await
+    }
+
+    async fn load(&self, id: &Id) -> tower_sessions::session_store::Result<Option<Record>> {
+        Ok(self.0.load(&stored_id(id)).await?.map(|mut r| {
+            r.id = *id;
+            r
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> tower_sessions::session_store::Result<()> {
+        self.0.delete(&stored_id(id)).await
     }
 }
 
@@ -186,6 +237,14 @@ pub async fn session_user(db: &Db, session: &Session) -> Result<Option<AuthUser>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_ids_are_a_one_way_function_of_the_cookie() {
+        let id = Id(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(stored_id(&id), stored_id(&id));
+        assert_ne!(stored_id(&id), id);
+        assert_ne!(stored_id(&id), stored_id(&Id(id.0 + 1)));
+    }
 
     #[test]
     fn sessions_expire_after_30_idle_minutes_or_12_hours_in_all() {

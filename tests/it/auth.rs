@@ -302,6 +302,29 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
     t.finish().await;
 });
 
+on_both_backends!(session_ids_are_stored_only_as_a_hash, |t| {
+    let (state, app) = setup(&t).await;
+    let mut c = Caller::new(&app, [10, 1, 9, 1]);
+    assert_eq!(c.login(MEMBER.0, MEMBER.1).await.status, StatusCode::OK);
+    let id = c.cookie.clone().unwrap().trim_start_matches("rp_session=").to_string();
+    let table = match state.db.backend {
+        runtime_policy::config::Backend::Sqlite => "tower_sessions",
+        runtime_policy::config::Backend::Postgres => "tower_sessions.session",
+    };
+    let ids: Vec<String> = sqlx::query(&format!("SELECT id FROM {table}"))
+        .fetch_all(&state.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_ne!(ids[0], id, "the cookie's id is in the table");
+    // The session works all the same.
+    assert!(c.post("/api/current_user", "").await.body.contains(MEMBER.0));
+    t.finish().await;
+});
+
 on_both_backends!(sign_in_rotates_the_session_and_sets_a_strict_cookie, |t| {
     let (_state, app) = setup(&t).await;
     let mut c = Caller::new(&app, [10, 1, 0, 1]);

@@ -642,3 +642,18 @@ on_both_backends!(a_revoked_claim_on_its_last_attempt_fails_the_block_at_the_nex
     let _ = tok;
     t.finish().await;
 });
+
+on_both_backends!(an_env_value_with_a_nul_never_stops_a_run, |t| {
+    // The value PostgreSQL cannot store: resolution skips it, so the snapshot holds the default.
+    let env = HashMap::from([(
+        "models.provider_registry".to_string(),
+        r#"[{"id": "a", "label": "A\u0000", "enabled": true, "models": ["m"]}]"#.to_string(),
+    )]);
+    let s = PolicyStore::new(t.db.clone(), env);
+    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let stored = run_store::snapshot(&t.db, run.id).await.unwrap();
+    let registry = stored.snapshot.get("models.provider_registry").unwrap();
+    assert_eq!(registry.captured_from, Layer::Default);
+    assert!(!stored.text.contains("\\u0000"));
+    t.finish().await;
+});
