@@ -81,6 +81,17 @@ impl Db {
             .map_err(|e| AppError::Internal(format!("migration failed: {}", one_line(&e.to_string()))))
     }
 
+    /// The database's clock, so that instances on hosts whose clocks differ agree on when a
+    /// lease ends.
+    pub async fn now(&self) -> Result<DateTime<Utc>, AppError> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now",
+            Backend::Postgres => "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS now",
+        };
+        let text: String = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
+        parse_ts(&text).ok_or_else(|| AppError::Internal(format!("the database clock reads \"{text}\"")))
+    }
+
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

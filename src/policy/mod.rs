@@ -11,6 +11,8 @@ pub mod value;
 #[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
+pub mod instances;
+#[cfg(feature = "ssr")]
 pub mod store;
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Json;
-use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 use super::claims;
@@ -160,7 +159,8 @@ async fn claim(
     let body = object(&body)?;
     let name = WorkerName::parse(string_field(&body, "worker")?)?;
     let lease = parse_lease(optional_int(&body, "lease_seconds")?)?;
-    let claim = claims::claim(&db, id, Holder { token: token.id, worker: &name }, lease, Utc::now()).await?;
+    // Leases are measured on the database's clock, the one every instance shares.
+    let claim = claims::claim(&db, id, Holder { token: token.id, worker: &name }, lease, db.now().await?).await?;
     Ok(Json(json!(claim)).into_response())
 }
 

@@ -25,7 +25,8 @@ pub async fn settings_data(category: String) -> Result<PolicyPage, AppError> {
             history.push((s.key.to_string(), store.history(&filter).await?));
         }
     }
-    Ok(PolicyPage { resolved, history, revision })
+    let env_warning = crate::policy::instances::env_disagreement(store).await?;
+    Ok(PolicyPage { resolved, history, revision, env_warning })
 }
 
 /// Saves a key's admin value. `value` is the text of the form field (absent for an unchecked

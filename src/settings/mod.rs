@@ -128,7 +128,14 @@ pub fn SettingsPage() -> impl IntoView {
                                     match data.await {
                                         Ok(d) => {
                                             let q = query.get_untracked();
-                                            category_panel(c, d, q.get("key"), q.get("notice"), q.get("msg"), data).into_any()
+                                            let warning = d.env_warning.clone().map(|w| {
+                                                view! { <p class="notice-banner" role="alert" data-testid="env-mismatch">{w}</p> }
+                                            });
+                                            view! {
+                                                {warning}
+                                                {category_panel(c, d, q.get("key"), q.get("notice"), q.get("msg"), data)}
+                                            }
+                                                .into_any()
                                         }
                                         Err(error) => view! { <ErrorText error /> }.into_any(),
                                     }

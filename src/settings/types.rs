@@ -14,6 +14,8 @@ pub struct PolicyPage {
     pub resolved: Vec<Resolved>,
     pub history: Vec<(String, Vec<AuditRow>)>,
     pub revision: i64,
+    /// Set when the server instances sharing the database run with different env layers.
+    pub env_warning: Option<String>,
 }
 
 impl PolicyPage {

@@ -21,6 +21,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::paths;
 use crate::policy::registry::REGISTRY;
+use crate::policy::instances::{env_disagreement, Instance};
 use crate::policy::store::PolicyStore;
 use crate::auth::session::AuthSettings;
 use crate::state::AppState;
@@ -99,7 +100,10 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     };
     let state = AppState::open(db, &config.database_url, options, settings).await?;
     state.auth.sessions.spawn_cleanup();
+    let instance = Instance::register(&state.policy).await?;
+    spawn_instance_heartbeat(instance.clone(), state.policy.clone());
     log_policy_warnings(&state.policy).await;
+    let policy = state.policy.clone();
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -107,7 +111,35 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let limits = serve::ServeLimits::production();
     tracing::info!(max_connections = limits.max_connections, "listening on http://{addr}");
     serve::serve_on(listener, app, limits, shutdown_signal()).await;
+    let _ = instance.leave(&policy).await;
     Ok(())
+}
+
+/// Refreshes this instance's row every minute and says in the log when the live instances
+/// disagree on the env layer (once per change of mind).
+fn spawn_instance_heartbeat(instance: Instance, policy: PolicyStore) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut said: Option<String> = None;
+        loop {
+            tick.tick().await;
+            if let Err(e) = instance.refresh(&policy).await {
+                tracing::warn!(error = %e, "cannot refresh this instance's row");
+            }
+            match env_disagreement(&policy).await {
+                Ok(now) if now != said => {
+                    if let Some(w) = &now {
+                        tracing::warn!("{w}");
+                    } else if said.is_some() {
+                        tracing::info!("the server instances agree on the env layer again");
+                    }
+                    said = now;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot compare the instances' env layers"),
+            }
+        }
+    });
 }
 
 /// Says at start which layers resolution skips, and which `POLICY__` variables name no key.

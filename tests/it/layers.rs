@@ -31,6 +31,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("policy", 1),
     ("policy::audit", 1),
     ("policy::cli", 1),
+    ("policy::instances", 1),
     ("policy::parse", 1),
     ("policy::registry", 1),
     ("policy::resolve", 1),

@@ -287,3 +287,27 @@ on_both_backends!(a_registry_change_is_judged_by_the_default_model_in_force, |t|
     assert!(e.to_string().contains("openai/gpt-4.1"), "{e}");
     t.finish().await;
 });
+
+on_both_backends!(instances_with_different_env_layers_are_told_apart, |t| {
+    use runtime_policy::policy::instances::{env_disagreement, Instance};
+    let a = PolicyStore::new(t.db.clone(), HashMap::from([("worker.max_retries".to_string(), "5".to_string())]));
+    let same = PolicyStore::new(t.db.clone(), HashMap::from([("worker.max_retries".to_string(), "5".to_string())]));
+    let other = PolicyStore::new(t.db.clone(), HashMap::new());
+    let first = Instance::register(&a).await.unwrap();
+    Instance::register(&same).await.unwrap();
+    assert_eq!(env_disagreement(&a).await.unwrap(), None, "two instances with one env layer agree");
+    let third = Instance::register(&other).await.unwrap();
+    let warning = env_disagreement(&a).await.unwrap().expect("a warning");
+    assert!(warning.contains("different POLICY__ variables") && warning.contains("2 env layers"), "{warning}");
+    third.leave(&other).await.unwrap();
+    assert_eq!(env_disagreement(&a).await.unwrap(), None, "the odd one stopped");
+    first.refresh(&a).await.unwrap();
+    t.finish().await;
+});
+
+on_both_backends!(the_database_clock_is_read_in_the_stored_form, |t| {
+    let db_now = t.db.now().await.unwrap();
+    let skew = (chrono::Utc::now() - db_now).num_seconds().abs();
+    assert!(skew < 60, "{db_now} vs the host clock");
+    t.finish().await;
+});
