@@ -34,6 +34,20 @@ if $release; then
     "$pkg.tmp/${name}_bg.wasm" -o "$pkg.tmp/${name}_bg.wasm"
 fi
 cp style/main.css "$pkg.tmp/$name.css"
+if $release; then
+  # Brotli and gzip copies beside each file, served to browsers that accept them (Node's zlib,
+  # already installed for the end-to-end tests).
+  node -e '
+    const fs = require("fs"), zlib = require("zlib"), path = require("path");
+    const dir = process.argv[1];
+    for (const f of fs.readdirSync(dir)) {
+      if (!/\.(js|wasm|css)$/.test(f)) continue;
+      const data = fs.readFileSync(path.join(dir, f));
+      fs.writeFileSync(path.join(dir, f + ".br"), zlib.brotliCompressSync(data, {
+        params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
+      fs.writeFileSync(path.join(dir, f + ".gz"), zlib.gzipSync(data, { level: 9 }));
+    }' "$pkg.tmp"
+fi
 cp -r public/. "$site/"
 # Swap the new bundle in whole, so a running server never serves half of one.
 rm -rf "$pkg.old"

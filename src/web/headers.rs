@@ -36,6 +36,10 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     h.insert(COOP, HeaderValue::from_static("same-origin"));
     if !cacheable {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    } else if !h.contains_key(CACHE_CONTROL) {
+        // The file names carry no content hash yet: a browser keeps a copy and asks whether it
+        // changed (Last-Modified), so a new build is picked up at the next load.
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     if state.auth.settings.cookie_secure {
         h.insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));

@@ -15,18 +15,24 @@ use crate::error::AppError;
 use crate::paths::{is_settings_page, login_href};
 use crate::state::AppState;
 
-/// Wraps `router` in the layers, outermost first: security headers, body limits, same-origin
+/// Wraps the app's routes in the layers that need a session, outermost first: same-origin
 /// check, sessions, loading the user, then the server function and page guards.
-pub fn layers(router: Router, state: &AppState) -> Router {
+pub fn session_layers(router: Router, state: &AppState) -> Router {
     let router = router
         .layer(axum::middleware::from_fn(guard_pages))
         .layer(axum::middleware::from_fn(guard_server_fns))
         .layer(axum::middleware::from_fn_with_state(state.clone(), load_user));
     let router = state.auth.sessions.layer(router, state.auth.settings.cookie_secure);
+    router.layer(axum::middleware::from_fn_with_state(state.clone(), same_origin_only))
+}
+
+/// Wraps everything (static files included) in the layers every answer goes through,
+/// outermost first: security headers, compression, body limits.
+pub fn edge_layers(router: Router, state: &AppState) -> Router {
     router
-        .layer(axum::middleware::from_fn_with_state(state.clone(), same_origin_only))
         .layer(axum::middleware::from_fn(super::limits::limit_bodies))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::compression::CompressionLayer::new().br(true).gzip(true))
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::headers::security_headers))
 }
 

@@ -43,7 +43,15 @@ pub fn router(state: AppState) -> Router {
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state.clone());
-    middleware::layers(router, &state)
+    // The bundle and the icon are answered before any session or database work, from files
+    // compressed at build time when the browser takes them so.
+    let site = std::path::Path::new(&*state.leptos_options.site_root).to_path_buf();
+    let pkg = site.join(&*state.leptos_options.site_pkg_dir);
+    let assets = tower_http::services::ServeDir::new(pkg).precompressed_br().precompressed_gzip();
+    let router = middleware::session_layers(router, &state)
+        .nest_service(&format!("/{}", state.leptos_options.site_pkg_dir), assets)
+        .route_service("/favicon.svg", tower_http::services::ServeFile::new(site.join("favicon.svg")));
+    middleware::edge_layers(router, &state)
 }
 
 /// The HTTP routes outside Leptos (health, and the worker API as it comes): path, method, and

@@ -171,3 +171,40 @@ async fn a_request_over_its_time_limit_answers_503() {
     let res = slow.oneshot(Request::get(runtime_policy::paths::AUDIT_EXPORT_CSV).body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+on_both_backends!(bundle_files_come_compressed_before_any_session_work, |t| {
+    // A site folder of its own: the real one exists only after a build.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(site.path().join("pkg")).unwrap();
+    std::fs::write(site.path().join("pkg/runtime-policy.js"), "x".repeat(4000)).unwrap();
+    std::fs::write(site.path().join("pkg/runtime-policy.js.br"), "brotli bytes").unwrap();
+    std::fs::write(site.path().join("pkg/runtime-policy.js.gz"), "gzip bytes").unwrap();
+    std::fs::write(site.path().join("favicon.svg"), "<svg/>").unwrap();
+    let mut state = t.state().await;
+    state.leptos_options = leptos::config::LeptosOptions::builder()
+        .output_name("runtime-policy")
+        .site_root(site.path().to_string_lossy().to_string())
+        .build();
+    let app = router(state);
+    let get = |path: &str, encoding: &str| {
+        Request::get(path).header("accept-encoding", encoding).header("cookie", "rp_session=AAAAAAAAAAAAAAAAAAAAAA").body(Body::empty()).unwrap()
+    };
+    let res = app.clone().oneshot(get("/pkg/runtime-policy.js", "br, gzip")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-encoding"], "br");
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(to_bytes(res.into_body(), 1 << 20).await.unwrap(), "brotli bytes");
+    let res = app.clone().oneshot(get("/pkg/runtime-policy.js", "gzip")).await.unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let res = app.clone().oneshot(get("/pkg/runtime-policy.js", "identity")).await.unwrap();
+    assert_eq!(to_bytes(res.into_body(), 1 << 20).await.unwrap().len(), 4000);
+    let res = app.clone().oneshot(get("/favicon.svg", "")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Pages are compressed on the fly.
+    let res = app.clone().oneshot(get("/login", "gzip")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    t.finish().await;
+});
