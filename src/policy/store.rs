@@ -366,6 +366,37 @@ impl PolicyStore {
         Ok(WriteOutcome::Changed { version: new_version, revision, audit_id })
     }
 
+    /// The newest `per_key` audit rows of each of `keys`, newest first, in the order of `keys`:
+    /// one query for a whole category.
+    pub async fn recent_history(&self, keys: &[&str], per_key: i64) -> Result<Vec<(String, Vec<AuditRow>)>, AppError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM (
+                 SELECT {AUDIT_COLUMNS}, ROW_NUMBER() OVER (PARTITION BY key ORDER BY id DESC) AS rank_in_key
+                 FROM admin_runtime_policy_audit WHERE key IN ({})
+             ) ranked
+             WHERE rank_in_key <= ${} ORDER BY id DESC",
+            placeholders.join(", "),
+            keys.len() + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for k in keys {
+            q = q.bind(*k);
+        }
+        let rows = q.bind(per_key.clamp(1, 10_000)).fetch_all(&self.db.pool).await?;
+        let mut out: Vec<(String, Vec<AuditRow>)> = keys.iter().map(|k| (k.to_string(), Vec::new())).collect();
+        for row in &rows {
+            let row = audit_from_row(row)?;
+            if let Some((_, list)) = out.iter_mut().find(|(k, _)| *k == row.key) {
+                list.push(row);
+            }
+        }
+        Ok(out)
+    }
+
     /// Audit rows, newest first.
     pub async fn history(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, AppError> {
         let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM admin_runtime_policy_audit WHERE 1 = 1");

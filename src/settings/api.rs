@@ -11,20 +11,16 @@ use crate::error::AppError;
 pub async fn settings_data(category: String) -> Result<PolicyPage, AppError> {
     use super::types::KEY_HISTORY_ROWS;
     use crate::auth::guard::require_superuser;
-    use crate::policy::audit::AuditFilter;
     use crate::policy::registry::{keys_in, Category};
 
     require_superuser()?;
     let store = &crate::context::server_context::<crate::policy::store::PolicyStore>()?;
     let resolved = store.resolve().await?;
     let revision = store.revision().await?;
-    let mut history = Vec::new();
-    if let Some(cat) = Category::from_slug(&category) {
-        for s in keys_in(cat) {
-            let filter = AuditFilter { key: Some(s.key.to_string()), limit: Some(KEY_HISTORY_ROWS), ..Default::default() };
-            history.push((s.key.to_string(), store.history(&filter).await?));
-        }
-    }
+    let history = match Category::from_slug(&category) {
+        Some(cat) => store.recent_history(&keys_in(cat).map(|s| s.key).collect::<Vec<_>>(), KEY_HISTORY_ROWS).await?,
+        None => Vec::new(),
+    };
     let env_warning = crate::policy::instances::env_disagreement(store).await?;
     Ok(PolicyPage { resolved, history, revision, env_warning })
 }

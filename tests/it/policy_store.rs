@@ -311,3 +311,25 @@ on_both_backends!(the_database_clock_is_read_in_the_stored_form, |t| {
     assert!(skew < 60, "{db_now} vs the host clock");
     t.finish().await;
 });
+
+on_both_backends!(a_category_history_in_one_query_matches_each_key_alone, |t| {
+    let s = store(&t);
+    let keys = ["worker.claim_batch_size", "worker.max_retries", "worker.claim_ordering"];
+    let mut versions = [0i64; 2];
+    for i in 0..25i64 {
+        let k = (i % 2) as usize;
+        let value = if k == 0 { json!(11 + i) } else { json!(i % 9) };
+        if let WriteOutcome::Changed { version, .. } = s.update(&alice(), keys[k], &value, versions[k], None).await.unwrap() {
+            versions[k] = version;
+        }
+    }
+    let together = s.recent_history(&keys, 5).await.unwrap();
+    assert_eq!(together.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), keys);
+    for (key, rows) in &together {
+        let alone = s.history(&AuditFilter { key: Some(key.clone()), limit: Some(5), ..Default::default() }).await.unwrap();
+        assert_eq!(rows, &alone, "{key}");
+    }
+    assert_eq!(together[0].1.len(), 5);
+    assert!(together[2].1.is_empty());
+    t.finish().await;
+});
