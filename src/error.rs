@@ -356,8 +356,14 @@ mod ssr {
     }
 
     /// True when `e` is a unique violation (two writers racing for one name).
-    pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    fn is_unique_violation(e: &sqlx::Error) -> bool {
         e.as_database_error().is_some_and(|d| d.is_unique_violation())
+    }
+
+    /// `taken()` when `e` is a unique violation (the writer lost a race for a name), else the
+    /// error as usual.
+    pub fn taken_or(taken: impl FnOnce() -> AppError) -> impl FnOnce(sqlx::Error) -> AppError {
+        move |e| if is_unique_violation(&e) { taken() } else { e.into() }
     }
 
     impl From<sqlx::Error> for AppError {
@@ -389,7 +395,7 @@ mod ssr {
 }
 
 #[cfg(feature = "ssr")]
-pub use ssr::is_unique_violation;
+pub use ssr::taken_or;
 
 #[cfg(test)]
 mod tests {

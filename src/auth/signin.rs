@@ -76,12 +76,15 @@ async fn wait_for(
 ) -> Result<i64, AppError> {
     let since = format_ts(now - chrono::Duration::hours(1));
     let mut retry = 0i64;
-    let (own, _) = failure_window(tx, Window::AccountFromClient, account, client, &since).await?;
+    let mut own_failures = 0;
     for window in [Window::AccountFromClient, Window::Client, Window::Account] {
-        if window == Window::Account && own == 0 {
+        if window == Window::Account && own_failures == 0 {
             continue;
         }
         let (n, latest) = failure_window(tx, window, account, client, &since).await?;
+        if window == Window::AccountFromClient {
+            own_failures = n;
+        }
         if window == Window::Account && n >= MAX_ACCOUNT_FAILURES_PER_HOUR {
             retry = retry.max(60 * 60);
         }

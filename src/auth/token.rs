@@ -6,7 +6,7 @@ use rand::RngCore;
 use sqlx::Row;
 
 use crate::db::{format_ts, sha256_hex, Db};
-use crate::error::{is_unique_violation, AppError};
+use crate::error::{taken_or, AppError};
 
 /// The answer to a worker API call without a live token.
 pub const TOKEN_REQUIRED: &str = "a live worker token is required: Authorization: Bearer <token>";
@@ -175,8 +175,8 @@ pub async fn create_token(db: &Db, name: &TokenName, grant: &Grant) -> Result<St
         .bind(grant.run_id)
         .execute(&mut *tx)
         .await
-        .map_err(|e| if is_unique_violation(&e) { name_taken(name) } else { e.into() })?;
-    tx.commit().await.map_err(|e| if is_unique_violation(&e) { name_taken(name) } else { e.into() })?;
+        .map_err(taken_or(|| name_taken(name)))?;
+    tx.commit().await.map_err(taken_or(|| name_taken(name)))?;
     Ok(token)
 }
 

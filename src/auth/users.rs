@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::password::PasswordHash;
 use super::types::{AuthUser, Role};
 use crate::db::{format_ts, parse_stored, Db};
-use crate::error::{is_unique_violation, AppError};
+use crate::error::{taken_or, AppError};
 
 /// A syntactically plausible, lower-cased email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,9 +87,9 @@ pub async fn create_user(db: &Db, email: &Email, role: Role, hash: &PasswordHash
     .bind(format_ts(Utc::now()))
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| if is_unique_violation(&e) { email_taken(email) } else { e.into() })?;
+    .map_err(taken_or(|| email_taken(email)))?;
     let id: i64 = row.try_get("id")?;
-    tx.commit().await.map_err(|e| if is_unique_violation(&e) { email_taken(email) } else { e.into() })?;
+    tx.commit().await.map_err(taken_or(|| email_taken(email)))?;
     Ok(AuthUser { id, email: email.as_str().to_string(), role })
 }
 

@@ -66,6 +66,23 @@ impl Instance {
     }
 }
 
+/// The latest answer of [`env_disagreement`], kept by the instance's heartbeat so that a page
+/// reads it without a query.
+#[derive(Clone, Debug, Default)]
+pub struct EnvWarning(std::sync::Arc<std::sync::RwLock<Option<String>>>);
+
+impl EnvWarning {
+    pub fn get(&self) -> Option<String> {
+        self.0.read().ok().and_then(|w| w.clone())
+    }
+
+    pub fn set(&self, warning: Option<String>) {
+        if let Ok(mut w) = self.0.write() {
+            *w = warning;
+        }
+    }
+}
+
 /// A sentence saying that the live instances run with different env layers, or `None` when
 /// they agree (or only one runs).
 pub async fn env_disagreement(store: &PolicyStore) -> Result<Option<String>, AppError> {

@@ -20,7 +20,7 @@ use super::server::{self, Creator};
 use axum::extract::FromRef;
 
 use super::claims::Holder;
-use crate::auth::token::{verify_worker_token, Scope};
+use crate::auth::token::{verify_worker_token, Scope, WorkerToken};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::paths;
@@ -42,6 +42,15 @@ where
         (paths::API_BLOCK_COMPLETE, Method::POST, post(complete)),
         (paths::API_BLOCK_FAIL, Method::POST, post(fail)),
     ]
+}
+
+/// The caller's token, checked before anything else is read, and the run it names, which
+/// the token must be allowed `scope` on.
+async fn worker_on_run(db: &Db, headers: &HeaderMap, raw_id: &str, scope: Scope) -> Result<(WorkerToken, i64), AppError> {
+    let token = verify_worker_token(db, headers).await?;
+    let id = run_id(raw_id)?;
+    token.require(scope, Some(id))?;
+    Ok((token, id))
 }
 
 fn run_id(raw: &str) -> Result<i64, AppError> {
@@ -117,9 +126,7 @@ async fn read_policy(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let token = verify_worker_token(&db, &headers).await?;
-    let id = run_id(&id)?;
-    token.require(Scope::SnapshotRead, Some(id))?;
+    let (_, id) = worker_on_run(&db, &headers, &id, Scope::SnapshotRead).await?;
     let stored = server::snapshot(&db, id).await?;
     let etag = format!("\"{}\"", stored.sha256);
     let etag_value = HeaderValue::from_str(&etag).map_err(|_| AppError::internal())?;
@@ -153,9 +160,7 @@ async fn claim(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let token = verify_worker_token(&db, &headers).await?;
-    let id = run_id(&id)?;
-    token.require(Scope::RunsWork, Some(id))?;
+    let (token, id) = worker_on_run(&db, &headers, &id, Scope::RunsWork).await?;
     let body = object(&body)?;
     let name = WorkerName::parse(string_field(&body, "worker")?)?;
     let lease = parse_lease(optional_int(&body, "lease_seconds")?)?;
@@ -177,9 +182,7 @@ async fn complete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let token = verify_worker_token(&db, &headers).await?;
-    let id = run_id(&id)?;
-    token.require(Scope::RunsWork, Some(id))?;
+    let (token, id) = worker_on_run(&db, &headers, &id, Scope::RunsWork).await?;
     let body = object(&body)?;
     let (name, attempt, result) = report(&body, "result")?;
     let out = claims::complete(&db, id, &uid, Holder { token: token.id, worker: &name }, attempt, result).await?;
@@ -194,9 +197,7 @@ async fn fail(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let token = verify_worker_token(&db, &headers).await?;
-    let id = run_id(&id)?;
-    token.require(Scope::RunsWork, Some(id))?;
+    let (token, id) = worker_on_run(&db, &headers, &id, Scope::RunsWork).await?;
     let body = object(&body)?;
     let (name, attempt, error) = report(&body, "error")?;
     let out = claims::fail(&db, id, &uid, Holder { token: token.id, worker: &name }, attempt, error).await?;

@@ -8,7 +8,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
+use leptos::server_fn::ServerFn;
+
 use crate::paths;
+use crate::runs::api::CreateRun;
 
 /// A new run's text, through the page or the worker API: 10,000 blocks fit, up to this size.
 pub const RUN_BODY: usize = 16 << 20;
@@ -21,7 +24,7 @@ pub const SMALL_BODY: usize = 64 << 10;
 
 /// The most bytes a request to `path` may carry.
 pub fn body_limit(path: &str) -> usize {
-    if path == "/api/create_run" || path == paths::API_RUNS {
+    if path == <CreateRun as ServerFn>::PATH || path == paths::API_RUNS {
         RUN_BODY
     } else if path.starts_with("/api/v1/") && path.ends_with("/complete") {
         RESULT_BODY
