@@ -13,7 +13,6 @@ use crate::auth::signin::Waits;
 use crate::config::DatabaseUrl;
 use crate::db::Db;
 use crate::error::AppError;
-use crate::policy::instances::EnvWarning;
 use crate::policy::store::PolicyStore;
 
 /// Everything sign-in needs beside the database.
@@ -32,8 +31,6 @@ pub struct AppState {
     pub policy: PolicyStore,
     pub leptos_options: LeptosOptions,
     pub auth: AuthServices,
-    /// Whether the live instances disagree on the env layer, as the heartbeat last found.
-    pub env_warning: EnvWarning,
 }
 
 impl AppState {
@@ -49,7 +46,6 @@ impl AppState {
             policy: PolicyStore::from_process_env(db.clone()),
             db,
             leptos_options,
-            env_warning: EnvWarning::default(),
             auth: AuthServices { hasher, waits: Waits::default(), sessions, settings },
         })
     }
@@ -61,7 +57,6 @@ impl AppState {
         provide_context(self.auth.hasher.clone());
         provide_context(self.auth.waits.clone());
         provide_context(self.auth.settings.clone());
-        provide_context(self.env_warning.clone());
     }
 }
 

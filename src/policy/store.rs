@@ -54,6 +54,9 @@ pub enum WriteOutcome {
 pub struct PolicyStore {
     pub db: Db,
     env: Arc<HashMap<String, String>>,
+    /// Whether the live instances disagree on the env layer, as this instance's heartbeat
+    /// last found (`policy/instances.rs`); shared by every clone of the store.
+    pub env_warning: super::instances::EnvWarning,
 }
 
 /// The name of the process's real user id, from the password database.
@@ -141,7 +144,7 @@ where
 
 impl PolicyStore {
     pub fn new(db: Db, env: HashMap<String, String>) -> PolicyStore {
-        PolicyStore { db, env: Arc::new(env) }
+        PolicyStore { db, env: Arc::new(env), env_warning: Default::default() }
     }
 
     /// A store whose env layer comes from this process's `POLICY__…` variables.

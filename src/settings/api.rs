@@ -21,7 +21,7 @@ pub async fn settings_data(category: String) -> Result<PolicyPage, AppError> {
         Some(cat) => store.recent_history(&keys_in(cat).map(|s| s.key).collect::<Vec<_>>(), KEY_HISTORY_ROWS).await?,
         None => Vec::new(),
     };
-    let env_warning = crate::context::server_context::<crate::policy::instances::EnvWarning>()?.get();
+    let env_warning = store.env_warning.get();
     Ok(PolicyPage { resolved, history, revision, env_warning })
 }
 

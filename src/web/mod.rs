@@ -21,7 +21,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::paths;
 use crate::policy::registry::REGISTRY;
-use crate::policy::instances::{env_disagreement, EnvWarning, Instance};
+use crate::policy::instances::{env_disagreement, Instance};
 use crate::policy::store::PolicyStore;
 use crate::auth::session::AuthSettings;
 use crate::state::AppState;
@@ -109,7 +109,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let state = AppState::open(db, &config.database_url, options, settings).await?;
     state.auth.sessions.spawn_cleanup();
     let instance = Instance::register(&state.policy).await?;
-    spawn_instance_heartbeat(instance.clone(), state.policy.clone(), state.env_warning.clone());
+    spawn_instance_heartbeat(instance.clone(), state.policy.clone());
     log_policy_warnings(&state.policy).await;
     let policy = state.policy.clone();
     let app = router(state);
@@ -125,7 +125,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
 
 /// Refreshes this instance's row every minute, keeps whether the live instances disagree on
 /// the env layer for the settings page, and says so in the log (once per change of mind).
-fn spawn_instance_heartbeat(instance: Instance, policy: PolicyStore, warning: EnvWarning) {
+fn spawn_instance_heartbeat(instance: Instance, policy: PolicyStore) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         let mut said: Option<String> = None;
@@ -136,7 +136,7 @@ fn spawn_instance_heartbeat(instance: Instance, policy: PolicyStore, warning: En
             }
             match env_disagreement(&policy).await {
                 Ok(now) if now != said => {
-                    warning.set(now.clone());
+                    policy.env_warning.set(now.clone());
                     if let Some(w) = &now {
                         tracing::warn!("{w}");
                     } else if said.is_some() {
