@@ -49,9 +49,19 @@ if $release; then
     }' "$pkg.tmp"
 fi
 cp -r public/. "$site/"
-# Swap the new bundle in whole, so a running server never serves half of one.
-rm -rf "$pkg.old"
-[ -d "$pkg" ] && mv "$pkg" "$pkg.old"
-mv "$pkg.tmp" "$pkg"
-rm -rf "$pkg.old"
-echo "built: $( $release && echo release || echo debug ) server and site in $site"
+# Each bundle lives in a folder named after a hash of its content (pkg/<hash>/), so browsers may
+# keep its files for a year; pkg/current names the newest, which a server picks at start. The
+# three newest stay, for servers still running an older build.
+hash=$(cat "$pkg.tmp/$name.js" "$pkg.tmp/${name}_bg.wasm" "$pkg.tmp/$name.css" | sha256sum | cut -c1-16)
+mkdir -p "$pkg"
+find "$pkg" -maxdepth 1 -type f ! -name current -delete
+if [ -d "$pkg/$hash" ]; then
+  rm -rf "$pkg.tmp"
+else
+  mv "$pkg.tmp" "$pkg/$hash"
+fi
+touch "$pkg/$hash"
+printf '%s\n' "$hash" > "$pkg/current.tmp"
+mv "$pkg/current.tmp" "$pkg/current"
+ls -1dt "$pkg"/*/ | tail -n +4 | xargs -r rm -rf
+echo "built: $( $release && echo release || echo debug ) server and site in $site (bundle $hash)"

@@ -2,7 +2,7 @@
 //! composition root (`web/`) and the wasm entry point use it.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes, A},
     path, SsrMode,
@@ -33,6 +33,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             res.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
         }
     }
+    // In the shell, not the app: its address names the bundle's folder, which only the server
+    // knows.
+    let css = format!("/{}/runtime-policy.css", options.site_pkg_dir);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -40,6 +43,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <link rel="stylesheet" href=css />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -56,7 +60,6 @@ pub fn App() -> impl IntoView {
     provide_auth();
     provide_editor_state();
     view! {
-        <Stylesheet id="leptos" href="/pkg/runtime-policy.css" />
         <Title text="Runtime Policy" />
         <Router>
             <header class="topbar">

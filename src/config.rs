@@ -99,6 +99,20 @@ pub struct Config {
     pub trust_proxy: bool,
 }
 
+/// The folder of the current bundle under the site root: `pkg/<hash>` as `pkg/current` names it
+/// (`scripts/build.sh`), so its files may be cached for good; `pkg` when there is none (the
+/// pages then render without hydrating, and the server says so at start).
+pub fn bundle_dir(site_root: &std::path::Path) -> String {
+    let current = std::fs::read_to_string(site_root.join("pkg/current")).unwrap_or_default();
+    let hash = current.trim();
+    let valid = (8..=64).contains(&hash.len()) && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    if valid && site_root.join("pkg").join(hash).is_dir() {
+        format!("pkg/{hash}")
+    } else {
+        "pkg".to_string()
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, AppError> {
@@ -171,10 +185,11 @@ impl Config {
             }
         };
 
+        let pkg_dir = bundle_dir(std::path::Path::new(&site_root));
         let leptos_options = LeptosOptions::builder()
             .output_name("runtime-policy")
             .site_root(site_root)
-            .site_pkg_dir("pkg")
+            .site_pkg_dir(pkg_dir)
             .site_addr(site_addr)
             .env(env)
             .build();

@@ -40,7 +40,11 @@ impl Db {
         let backend = url.backend;
         let mut options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // A pooled SQLite connection is a file handle that cannot go stale; checking it
+            // before each use would cost a round trip to its worker thread per query.
+            // PostgreSQL connections are checked: the server may have closed them.
+            .test_before_acquire(backend != Backend::Sqlite);
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {

@@ -13,6 +13,9 @@ use runtime_policy::policy::cli::PolicyCommand;
 use runtime_policy::policy::store::PolicyStore;
 use runtime_policy::runs::cli::{RunCommand, WorkerArgs};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runtime Policy: change how background workers behave, with validation, audit and provenance.
 ///
 /// Configuration comes from the environment: DATABASE_URL (default: the SQLite file

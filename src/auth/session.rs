@@ -65,6 +65,8 @@ impl SessionBackend {
                 let pool = sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(10))
+                    // A SQLite connection cannot go stale (see `Db::connect`).
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(err)?;

@@ -9,6 +9,8 @@ pub mod resolve;
 pub mod value;
 
 #[cfg(feature = "ssr")]
+pub mod cache;
+#[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
 pub mod instances;

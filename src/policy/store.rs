@@ -57,6 +57,8 @@ pub struct PolicyStore {
     /// Whether the live instances disagree on the env layer, as this instance's heartbeat
     /// last found (`policy/instances.rs`); shared by every clone of the store.
     pub env_warning: super::instances::EnvWarning,
+    /// The resolved policy and recent history at the last revision read (`cache.rs`).
+    cache: super::cache::RevisionCache,
 }
 
 /// The name of the process's real user id, from the password database.
@@ -144,7 +146,7 @@ where
 
 impl PolicyStore {
     pub fn new(db: Db, env: HashMap<String, String>) -> PolicyStore {
-        PolicyStore { db, env: Arc::new(env), env_warning: Default::default() }
+        PolicyStore { db, env: Arc::new(env), env_warning: Default::default(), cache: Default::default() }
     }
 
     /// A store whose env layer comes from this process's `POLICY__…` variables.
@@ -165,8 +167,20 @@ impl PolicyStore {
 
     /// Every key resolved with provenance (default < env < admin).
     pub async fn resolve(&self) -> Result<Vec<Resolved>, AppError> {
+        Ok(self.current().await?.1.as_ref().clone())
+    }
+
+    /// The current revision and every key resolved at it (or later: see `cache.rs`). While the
+    /// revision stays the same this costs one query.
+    pub async fn current(&self) -> Result<(i64, Arc<Vec<Resolved>>), AppError> {
+        let revision = self.revision().await?;
+        if let Some(resolved) = self.cache.resolved(revision) {
+            return Ok((revision, resolved));
+        }
         let admin = load_admin(&self.db.pool).await?;
-        Ok(resolve_all(&Layers { env: (*self.env).clone(), admin }))
+        let resolved = Arc::new(resolve_all(&Layers { env: (*self.env).clone(), admin }));
+        self.cache.keep_resolved(revision, resolved.clone());
+        Ok((revision, resolved))
     }
 
     /// Resolves inside a transaction, so the result matches the revision read in it.
@@ -367,6 +381,22 @@ impl PolicyStore {
         tx.commit().await?;
         tracing::info!(key = s.key, actor = %actor.email, version = new_version, revision, action = action.as_str(), "policy changed");
         Ok(WriteOutcome::Changed { version: new_version, revision, audit_id })
+    }
+
+    /// [`PolicyStore::recent_history`] at `revision` (read before, as [`PolicyStore::current`]
+    /// does), from memory while the revision stays the same.
+    pub async fn recent_history_at(
+        &self,
+        revision: i64,
+        keys: &[&'static str],
+        per_key: i64,
+    ) -> Result<Arc<super::cache::KeyHistory>, AppError> {
+        if let Some(rows) = self.cache.history(revision, keys, per_key) {
+            return Ok(rows);
+        }
+        let rows = Arc::new(self.recent_history(keys, per_key).await?);
+        self.cache.keep_history(revision, keys, per_key, rows.clone());
+        Ok(rows)
     }
 
     /// The newest `per_key` audit rows of each of `keys`, newest first, in the order of `keys`:

@@ -15,10 +15,14 @@ pub async fn settings_data(category: String) -> Result<PolicyPage, AppError> {
 
     require_superuser()?;
     let store = &crate::context::server_context::<crate::policy::store::PolicyStore>()?;
-    let resolved = store.resolve().await?;
-    let revision = store.revision().await?;
+    // The revision first: what follows is read at it, from memory while it stays the same.
+    let (revision, resolved) = store.current().await?;
+    let resolved = resolved.as_ref().clone();
     let history = match Category::from_slug(&category) {
-        Some(cat) => store.recent_history(&keys_in(cat).map(|s| s.key).collect::<Vec<_>>(), KEY_HISTORY_ROWS).await?,
+        Some(cat) => {
+            let keys: Vec<&'static str> = keys_in(cat).map(|s| s.key).collect();
+            store.recent_history_at(revision, &keys, KEY_HISTORY_ROWS).await?.as_ref().clone()
+        }
         None => Vec::new(),
     };
     let env_warning = store.env_warning.get();

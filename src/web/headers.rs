@@ -23,9 +23,17 @@ fn is_static_file(path: &str) -> bool {
     path.starts_with("/pkg/") || path == "/favicon.svg"
 }
 
+/// Files under a bundle folder named by its content hash (`pkg/<hash>/`): they never change.
+fn is_immutable_file(path: &str, pkg_dir: &str) -> bool {
+    pkg_dir != "pkg" && path.strip_prefix('/').and_then(|p| p.strip_prefix(pkg_dir)).is_some_and(|rest| rest.starts_with('/'))
+}
+
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let cacheable = is_static_file(req.uri().path());
+    let immutable = is_immutable_file(req.uri().path(), &state.leptos_options.site_pkg_dir);
     let mut res = next.run(req).await;
+    // A 404 under /pkg/ (an old bundle's file) must not be kept.
+    let kept = res.status().is_success() || res.status() == axum::http::StatusCode::NOT_MODIFIED;
     let h = res.headers_mut();
     if !h.contains_key(CONTENT_SECURITY_POLICY) {
         h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(STRICT_CSP));
@@ -34,11 +42,13 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(COOP, HeaderValue::from_static("same-origin"));
-    if !cacheable {
+    if !cacheable || !kept {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    } else if !h.contains_key(CACHE_CONTROL) {
-        // The file names carry no content hash yet: a browser keeps a copy and asks whether it
-        // changed (Last-Modified), so a new build is picked up at the next load.
+    } else if immutable {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    } else {
+        // A file whose name carries no content hash (the icon, a bundle built without one): a
+        // browser keeps a copy and asks whether it changed (Last-Modified).
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     if state.auth.settings.cookie_secure {

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("db", 0),
     ("policy", 1),
     ("policy::audit", 1),
+    ("policy::cache", 1),
     ("policy::cli", 1),
     ("policy::instances", 1),
     ("policy::parse", 1),

@@ -333,3 +333,40 @@ on_both_backends!(a_category_history_in_one_query_matches_each_key_alone, |t| {
     assert!(together[2].1.is_empty());
     t.finish().await;
 });
+
+on_both_backends!(a_change_through_another_instance_shows_at_the_next_read, |t| {
+    // Two instances: each with its own pool and its own memory, one database.
+    let here = store(&t);
+    let there = PolicyStore::new(runtime_policy::db::Db::connect(&t.url).await.unwrap(), HashMap::new());
+    let keys = ["worker.max_retries", "worker.claim_batch_size"];
+    let value_of = |all: &[runtime_policy::policy::Resolved], key: &str| all.iter().find(|r| r.key == key).unwrap().value.clone();
+
+    let (rev0, first) = here.current().await.unwrap();
+    assert_eq!(value_of(&first, "worker.max_retries"), json!(3));
+    let history = here.recent_history_at(rev0, &keys, 5).await.unwrap();
+    assert!(history.iter().all(|(_, rows)| rows.is_empty()), "{history:?}");
+    // While the revision stays the same, what was loaded is reused.
+    let (rev, again) = here.current().await.unwrap();
+    assert_eq!(rev, rev0);
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "the resolved policy was loaded twice at one revision");
+    assert!(std::sync::Arc::ptr_eq(&history, &here.recent_history_at(rev0, &keys, 5).await.unwrap()));
+
+    there.update(&bob(), "worker.max_retries", &json!(9), 0, Some("from another instance")).await.unwrap();
+
+    let (rev1, now) = here.current().await.unwrap();
+    assert_eq!(rev1, rev0 + 1);
+    assert_eq!(value_of(&now, "worker.max_retries"), json!(9));
+    assert_eq!(here.resolve_key("worker.max_retries").await.unwrap().provenance(), "effective=9 (source=admin)");
+    let history = here.recent_history_at(rev1, &keys, 5).await.unwrap();
+    assert_eq!(history[0].0, "worker.max_retries");
+    assert_eq!(history[0].1.len(), 1);
+    assert_eq!(history[0].1[0].actor_email, "bob@example.com");
+    assert!(history[1].1.is_empty());
+
+    // And back: a write here shows there.
+    let (_, seen_there) = there.current().await.unwrap();
+    assert_eq!(value_of(&seen_there, "worker.max_retries"), json!(9));
+    here.update(&alice(), "worker.max_retries", &json!(4), 1, None).await.unwrap();
+    assert_eq!(value_of(&there.current().await.unwrap().1, "worker.max_retries"), json!(4));
+    t.finish().await;
+});

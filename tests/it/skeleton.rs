@@ -45,7 +45,8 @@ on_both_backends!(settings_page_renders_on_the_server, |t| {
 
     let (status, _, html) = get(&t, "/login").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("/pkg/runtime-policy.js"), "hydration script missing");
+    assert!(html.contains("runtime-policy.js"), "hydration script missing");
+    assert!(html.contains("runtime-policy.css\""), "stylesheet missing");
 
     let (status, _, _) = get(&t, "/no/such/page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -172,39 +173,60 @@ async fn a_request_over_its_time_limit_answers_503() {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
-on_both_backends!(bundle_files_come_compressed_before_any_session_work, |t| {
-    // A site folder of its own: the real one exists only after a build.
+on_both_backends!(bundle_files_come_compressed_and_hashed_before_any_session_work, |t| {
+    // A site folder of its own, laid out as scripts/build.sh leaves it.
     let site = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(site.path().join("pkg")).unwrap();
-    std::fs::write(site.path().join("pkg/runtime-policy.js"), "x".repeat(4000)).unwrap();
-    std::fs::write(site.path().join("pkg/runtime-policy.js.br"), "brotli bytes").unwrap();
-    std::fs::write(site.path().join("pkg/runtime-policy.js.gz"), "gzip bytes").unwrap();
+    let bundle = site.path().join("pkg/0123abcd4567ef89");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(site.path().join("pkg/current"), "0123abcd4567ef89\n").unwrap();
+    std::fs::write(bundle.join("runtime-policy.js"), "x".repeat(4000)).unwrap();
+    std::fs::write(bundle.join("runtime-policy.js.br"), "brotli bytes").unwrap();
+    std::fs::write(bundle.join("runtime-policy.js.gz"), "gzip bytes").unwrap();
     std::fs::write(site.path().join("favicon.svg"), "<svg/>").unwrap();
+    let pkg_dir = runtime_policy::config::bundle_dir(site.path());
+    assert_eq!(pkg_dir, "pkg/0123abcd4567ef89");
     let mut state = t.state().await;
     state.leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("runtime-policy")
         .site_root(site.path().to_string_lossy().to_string())
+        .site_pkg_dir(pkg_dir)
         .build();
     let app = router(state);
     let get = |path: &str, encoding: &str| {
         Request::get(path).header("accept-encoding", encoding).header("cookie", "rp_session=AAAAAAAAAAAAAAAAAAAAAA").body(Body::empty()).unwrap()
     };
-    let res = app.clone().oneshot(get("/pkg/runtime-policy.js", "br, gzip")).await.unwrap();
+    let js = "/pkg/0123abcd4567ef89/runtime-policy.js";
+    let res = app.clone().oneshot(get(js, "br, gzip")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-encoding"], "br");
-    assert_eq!(res.headers()["cache-control"], "no-cache");
+    assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(to_bytes(res.into_body(), 1 << 20).await.unwrap(), "brotli bytes");
-    let res = app.clone().oneshot(get("/pkg/runtime-policy.js", "gzip")).await.unwrap();
+    let res = app.clone().oneshot(get(js, "gzip")).await.unwrap();
     assert_eq!(res.headers()["content-encoding"], "gzip");
-    let res = app.clone().oneshot(get("/pkg/runtime-policy.js", "identity")).await.unwrap();
+    let res = app.clone().oneshot(get(js, "identity")).await.unwrap();
     assert_eq!(to_bytes(res.into_body(), 1 << 20).await.unwrap().len(), 4000);
+    // Another bundle's file is not there, and its 404 is not kept.
+    let res = app.clone().oneshot(get("/pkg/ffffffffffffffff/runtime-policy.js", "br")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    // The icon's name has no hash: browsers revalidate it.
     let res = app.clone().oneshot(get("/favicon.svg", "")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    // Pages are compressed on the fly.
-    let res = app.clone().oneshot(get("/login", "gzip")).await.unwrap();
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+    // Pages are compressed on the fly, never cached, and name the bundle by its hash.
+    let res = app.clone().oneshot(get("/login", "identity")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-encoding"], "gzip");
     assert_eq!(res.headers()["cache-control"], "no-store");
+    let html = String::from_utf8(to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(html.contains("/pkg/0123abcd4567ef89/runtime-policy.js"), "{html}");
+    assert!(html.contains("/pkg/0123abcd4567ef89/runtime-policy.css"), "{html}");
+    let res = app.clone().oneshot(get("/login", "gzip")).await.unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    // Without pkg/current (or with anything but a hash in it) the bundle is pkg/ itself.
+    std::fs::write(site.path().join("pkg/current"), "../../etc\n").unwrap();
+    assert_eq!(runtime_policy::config::bundle_dir(site.path()), "pkg");
+    std::fs::remove_file(site.path().join("pkg/current")).unwrap();
+    assert_eq!(runtime_policy::config::bundle_dir(site.path()), "pkg");
     t.finish().await;
 });

@@ -1,0 +1,97 @@
+//! What a page reads of the policy, kept in memory per policy revision: the resolved keys and
+//! the recent history of each category. Every write bumps the revision in the same transaction
+//! as its value and audit row (`store.rs`), so a reader that reads the revision first and finds
+//! it unchanged may use what it loaded at that revision; a change made through any instance
+//! shows at this instance's next read, which costs one query (the revision) instead of three.
+//!
+//! Why reading the revision first is enough: data loaded after reading revision `r` is at
+//! revision `r` or newer. It is kept under `r`; once a newer revision commits, every reader sees
+//! that number, misses, and loads again. Nothing older than `r` is ever kept under `r`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::audit::AuditRow;
+use super::resolve::Resolved;
+
+/// One category's recent history: each key with its newest rows, newest first.
+pub type KeyHistory = Vec<(String, Vec<AuditRow>)>;
+
+#[derive(Default)]
+struct AtRevision {
+    revision: i64,
+    resolved: Option<Arc<Vec<Resolved>>>,
+    /// By (keys, rows per key).
+    history: HashMap<(Vec<&'static str>, i64), Arc<KeyHistory>>,
+}
+
+/// Shared by every clone of the store. Holds one revision's data at a time, so its size is
+/// bounded by the registry (the keys, their categories, a few rows each).
+#[derive(Clone, Default)]
+pub struct RevisionCache(Arc<Mutex<AtRevision>>);
+
+impl std::fmt::Debug for RevisionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevisionCache")
+    }
+}
+
+impl RevisionCache {
+    fn with<T>(&self, revision: i64, f: impl FnOnce(&mut AtRevision) -> T) -> T {
+        // A panic while the lock was held cannot leave the map half-written in a way that
+        // matters: start over from empty.
+        let mut guard = self.0.lock().unwrap_or_else(|poisoned| {
+            let mut g = poisoned.into_inner();
+            *g = AtRevision::default();
+            g
+        });
+        if guard.revision != revision {
+            // Only ever move forward: a reader that read an older revision gets nothing and
+            // keeps nothing.
+            if revision < guard.revision {
+                let mut scratch = AtRevision { revision, ..Default::default() };
+                return f(&mut scratch);
+            }
+            *guard = AtRevision { revision, ..Default::default() };
+        }
+        f(&mut guard)
+    }
+
+    pub fn resolved(&self, revision: i64) -> Option<Arc<Vec<Resolved>>> {
+        self.with(revision, |c| c.resolved.clone())
+    }
+
+    pub fn keep_resolved(&self, revision: i64, resolved: Arc<Vec<Resolved>>) {
+        self.with(revision, |c| c.resolved = Some(resolved));
+    }
+
+    pub fn history(&self, revision: i64, keys: &[&'static str], per_key: i64) -> Option<Arc<KeyHistory>> {
+        self.with(revision, |c| c.history.get(&(keys.to_vec(), per_key)).cloned())
+    }
+
+    pub fn keep_history(&self, revision: i64, keys: &[&'static str], per_key: i64, rows: Arc<KeyHistory>) {
+        self.with(revision, |c| {
+            c.history.insert((keys.to_vec(), per_key), rows);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_revision_drops_what_was_kept_and_an_older_one_keeps_nothing() {
+        let cache = RevisionCache::default();
+        cache.keep_resolved(3, Arc::new(Vec::new()));
+        cache.keep_history(3, &["a"], 5, Arc::new(vec![("a".into(), Vec::new())]));
+        assert!(cache.resolved(3).is_some());
+        assert!(cache.history(3, &["a"], 5).is_some());
+        assert!(cache.history(3, &["a"], 6).is_none(), "another row count is another entry");
+        assert!(cache.resolved(4).is_none(), "revision 4 must load again");
+        assert!(cache.history(3, &["a"], 5).is_none(), "revision 3 is gone once 4 was seen");
+        cache.keep_resolved(3, Arc::new(Vec::new()));
+        assert!(cache.resolved(4).is_none(), "an older reader keeps nothing");
+        assert!(cache.resolved(3).is_none());
+    }
+}
