@@ -36,6 +36,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     // In the shell, not the app: its address names the bundle's folder, which only the server
     // knows.
     let css = format!("/{}/runtime-policy.css", options.site_pkg_dir);
+    let hydration = hydration_script(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -44,7 +45,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <link rel="stylesheet" href=css />
-                <HydrationScripts options />
+                <script type="module" nonce=leptos::nonce::use_nonce()>{hydration}</script>
                 <MetaTags />
             </head>
             <body>
@@ -52,6 +53,25 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
+}
+
+/// Loads the bundle and hydrates the page once the browser reports its first paint. Unlike
+/// Leptos' `HydrationScripts`, nothing preloads the bundle: on a slow phone its download would
+/// compete with the page's own text and stylesheet for the first paint, and the page reads and
+/// works (every form posts without JavaScript) before it is hydrated. A page that is never
+/// painted (a tab opened in the background) hydrates after three seconds anyway.
+fn hydration_script(options: &LeptosOptions) -> String {
+    let pkg = format!("/{}/{}", options.site_pkg_dir, options.output_name);
+    let js = serde_json::to_string(&format!("{pkg}.js")).unwrap_or_default();
+    let wasm = serde_json::to_string(&format!("{pkg}_bg.wasm")).unwrap_or_default();
+    format!(
+        "let started = false;\
+         const hydrate = () => {{ if (started) return; started = true;\
+           import({js}).then(m => m.default({{ module_or_path: {wasm} }}).then(() => m.hydrate())); }};\
+         try {{ new PerformanceObserver((_, o) => {{ o.disconnect(); setTimeout(hydrate, 0); }}).observe({{ type: 'paint', buffered: true }}); }}\
+         catch (e) {{ hydrate(); }}\
+         setTimeout(hydrate, 3000);"
+    )
 }
 
 #[component]
