@@ -5,7 +5,8 @@
 #   the signed-in settings page: req/s, p50, p99 at 10 connections and at 1, and the ratio to /healthz;
 #   save_policy: median and p99 over 200 audited changes;
 #   run creation per second (10 blocks each, worker API);
-#   bytes of a first visit to the sign-in page as a browser receives them (br/gzip).
+#   bytes of a first visit to the signed-in settings page as a browser receives them (br/gzip);
+#   database queries behind one signed-in settings page.
 # Needs a release build (scripts/build.sh --release); installs Debian's wrk when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,11 +77,26 @@ print(f"{statistics.median(times):.2f} {times[int(len(times) * 0.99) - 1]:.2f} {
 PY
 )
 
-first_visit=0
-for path in /login $(curl -s "$base/login" | grep -o '/pkg/[^"]*' | sort -u) /favicon.svg; do
+# A first visit to the signed-in settings page: the page and every file it names, compressed
+# as a browser accepts them.
+first_visit=$(curl -s -H "Cookie: $cookie" -H 'Accept-Encoding: br, gzip' -o /dev/null -w '%{size_download}' "$page")
+for path in $(curl -s -H "Cookie: $cookie" "$page" | grep -o '/pkg/[^"]*' | sort -u) /favicon.svg; do
   n=$(curl -s -H 'Accept-Encoding: br, gzip' -o /dev/null -w '%{size_download}' "$base$path")
   first_visit=$((first_visit + n))
 done
+
+# Database queries behind one signed-in settings page (after a first visit), counted from the
+# statement log of a second server on the same database.
+kill $server 2>/dev/null; wait $server 2>/dev/null || true
+RUST_LOG=warn,sqlx::query=debug LEPTOS_SITE_ADDR="127.0.0.1:$port" "$bin" serve >"$tmp/queries.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -s -o /dev/null -H "Cookie: $cookie" "$page"
+sleep 0.5
+before=$(grep -c 'sqlx::query' "$tmp/queries.log" || true)
+curl -s -o /dev/null -H "Cookie: $cookie" "$page"
+sleep 0.5
+queries=$(( $(grep -c 'sqlx::query' "$tmp/queries.log" || true) - before ))
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 cat <<EOF
@@ -90,5 +106,6 @@ settings page, 10 connections:         $page10_rps req/s, p50 $page10_p50 ms, p9
 settings page, 1 connection:           $page1_rps req/s, p50 $page1_p50 ms, p99 $page1_p99 ms
 save_policy (200 audited changes):     median $save_median ms, p99 $save_p99 ms
 run creation (10 blocks, worker API):  $runs_per_s runs/s
-first visit to /login (br/gzip):       $first_visit bytes
+first visit, settings page (br/gzip): $first_visit bytes
+queries per signed-in settings page:   $queries
 EOF

@@ -9,10 +9,10 @@ use leptos_router::{
 };
 
 use crate::auth::types::Role;
-use crate::auth::{provide_auth, Auth, LoginPage, SuperuserArea, UserMenu};
+use crate::auth::{provide_auth, Auth, LoginPage, UserMenu};
 use crate::paths;
 use crate::runs::{RunPage, RunsArea, RunsPage};
-use crate::settings::{provide_editor_state, SettingsPage};
+use crate::settings::{provide_editor_state, SettingsArea, SettingsPage};
 
 /// The Content-Security-Policy of a page: scripts only from this site or inline with the
 /// page's nonce (the hydration script), wasm allowed to compile, no frames, no plugins.
@@ -96,7 +96,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
                     <ParentRoute
                         path=path!("/app/settings/superuser")
-                        view=SuperuserArea
+                        view=SettingsArea
                         ssr=SsrMode::Async
                     >
                         <Route path=path!("") view=SettingsPage ssr=SsrMode::Async />

@@ -15,7 +15,7 @@ pub mod export;
 use std::collections::HashMap;
 
 use leptos::prelude::*;
-use leptos_router::{components::A, hooks::{use_params_map, use_query_map}};
+use leptos_router::{components::A, hooks::{use_location, use_query_map}};
 
 use self::api::settings_data;
 use self::audit_log::AuditLog;
@@ -46,21 +46,44 @@ pub fn provide_editor_state() {
     }
 }
 
+/// The section in the address and its data, made once per visit to the settings area.
+#[derive(Clone, Copy)]
+struct SettingsData {
+    /// `None` when the slug in the address names no section.
+    section: Memo<Option<Section>>,
+    data: Resource<Result<PolicyPage, AppError>>,
+}
+
+/// The section an address under the settings area names: the first section for the area
+/// itself, `None` for a slug that names none.
+fn section_of_path(path: &str) -> Option<Section> {
+    match path.strip_prefix(crate::paths::SETTINGS).unwrap_or_default().trim_matches('/') {
+        "" => Some(Section::Keys(Category::Models)),
+        slug => Section::from_slug(slug),
+    }
+}
+
+/// The settings area: its data, then the superuser check around the pages. The data is made
+/// here, above the check, because the check's view is built more than once while the signed-in
+/// user resolves, and a page that made its own data there would load and send it each time.
 #[component]
-pub fn SettingsPage() -> impl IntoView {
-    provide_editor_state();
-    let editor = expect_context::<EditorState>();
-    let params = use_params_map();
-    let query = use_query_map();
-    // `None` means the slug in the address names no section.
-    let section = Memo::new(move |_| match params.read().get("category") {
-        None => Some(Section::Keys(Category::Models)),
-        Some(slug) => Section::from_slug(&slug),
-    });
+pub fn SettingsArea() -> impl IntoView {
+    let location = use_location();
+    let section = Memo::new(move |_| section_of_path(&location.pathname.read()));
     let data = Resource::new(
         move || section.get().map(|c| c.slug()).unwrap_or(Category::Models.slug()),
         |slug| settings_data(slug.to_string()),
     );
+    provide_context(SettingsData { section, data });
+    crate::auth::SuperuserArea()
+}
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    provide_editor_state();
+    let editor = expect_context::<EditorState>();
+    let query = use_query_map();
+    let SettingsData { section, data } = expect_context::<SettingsData>();
 
     // Warn before leaving the page with unsaved changes.
     #[cfg(feature = "hydrate")]

@@ -763,3 +763,24 @@ on_both_backends!(malformed_requests_get_a_4xx_naming_the_problem_and_write_noth
     assert_eq!(snapshot(&state).await, before_api);
     t.finish().await;
 });
+
+on_both_backends!(a_signed_in_settings_page_loads_and_sends_its_data_once, |t| {
+    let (state, app) = setup(&t).await;
+    let mut su = Caller::new(&app, [10, 0, 0, 9]);
+    assert!(su.login(SUPER.0, SUPER.1).await.status.is_redirection() || su.cookie.is_some());
+    // A change, so the page's history has a row to show.
+    let store = runtime_policy::policy::store::PolicyStore::new(state.db.clone(), std::collections::HashMap::new());
+    let actor = runtime_policy::policy::store::Actor::user(1, SUPER.0);
+    store.update(&actor, "worker.max_retries", &serde_json::json!(6), 0, Some("once")).await.unwrap();
+    for path in ["/app/settings/superuser", "/app/settings/superuser/worker", "/app/settings/superuser/no-such-section"] {
+        let res = su.get(path).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}");
+        // The page data travels to the browser once (it used to be made, loaded and sent once
+        // for every time the signed-in check's view was built).
+        assert_eq!(res.body.matches("\\\"resolved\\\":").count(), 1, "{path}: {}", res.body);
+    }
+    let res = su.get("/app/settings/superuser/worker").await;
+    assert!(res.body.contains("effective=6 (source=admin)"), "{}", res.body);
+    assert!(res.body.contains("class=\"history__reason\"") && res.body.contains("once</p>"), "{}", res.body);
+    t.finish().await;
+});
