@@ -177,6 +177,8 @@ pub fn signed_in_area(superuser_only: bool) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let location = use_location();
     view! {
+        // The router builds the page under this more than once while rendering on the server:
+        // a page's data is made by its area (`SettingsArea`, `RunsArea`), not by the page.
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {

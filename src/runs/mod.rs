@@ -22,25 +22,62 @@ pub mod worker;
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::{use_location, use_navigate};
 
 use self::api::{get_run, list_runs, CreateRun};
 use self::types::{RunDetail, RunSummary};
+use crate::error::AppError;
 use crate::paths::{run_href, RUNS};
 use crate::ui::ErrorText;
 
 /// Parent route of the run pages: any signed-in user; anyone else goes to sign in first.
 /// Which runs a user sees is decided on the server, in every server function.
+/// The run pages' data, made once per visit to the area: the router builds the page under the
+/// signed-in check more than once while rendering on the server, and a page that made its own
+/// data would load and send it each time.
+#[derive(Clone, Copy)]
+struct RunsData {
+    create: ServerAction<CreateRun>,
+    /// The list, loaded only on `/app/runs`.
+    runs: Resource<Result<Option<Vec<RunSummary>>, AppError>>,
+    /// One run, loaded only on `/app/runs/{id}` (`None` inside for an id that is not one).
+    run: Resource<Result<Option<Option<RunDetail>>, AppError>>,
+}
+
+/// Which run page an address names: `None` for the list, `Some(None)` for an id that is not a
+/// positive number.
+fn run_page_of_path(path: &str) -> Option<Option<i64>> {
+    let rest = path.strip_prefix(RUNS).unwrap_or_default().trim_matches('/');
+    (!rest.is_empty()).then(|| rest.parse::<i64>().ok().filter(|id| *id > 0))
+}
+
 #[component]
 pub fn RunsArea() -> impl IntoView {
+    let location = use_location();
+    let page = Memo::new(move |_| run_page_of_path(&location.pathname.read()));
+    let create = ServerAction::<CreateRun>::new();
+    let runs = Resource::new(
+        move || (page.get().is_none(), create.version().get()),
+        |(on_list, _)| async move { if on_list { list_runs().await.map(Some) } else { Ok(None) } },
+    );
+    let run = Resource::new(
+        move || page.get(),
+        |page| async move {
+            match page {
+                Some(Some(id)) => get_run(id).await.map(|d| Some(Some(d))),
+                Some(None) => Ok(Some(None)),
+                None => Ok(None),
+            }
+        },
+    );
+    provide_context(RunsData { create, runs, run });
     crate::auth::signed_in_area(false)
 }
 
 /// `/app/runs`: the runs the user may see, newest first, and a form that creates one.
 #[component]
 pub fn RunsPage() -> impl IntoView {
-    let create = ServerAction::<CreateRun>::new();
-    let runs = Resource::new(move || create.version().get(), |_| list_runs());
+    let RunsData { create, runs, .. } = expect_context::<RunsData>();
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(id)) = create.value().get() {
@@ -74,7 +111,8 @@ pub fn RunsPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match runs.await {
-                        Ok(list) => view! { <RunTable runs=list /> }.into_any(),
+                        Ok(Some(list)) => view! { <RunTable runs=list /> }.into_any(),
+                        Ok(None) => view! { <p class="loading">"Loading…"</p> }.into_any(),
                         Err(error) => view! { <ErrorText error /> }.into_any(),
                     }
                 })}
@@ -129,14 +167,7 @@ fn RunTable(runs: Vec<RunSummary>) -> impl IntoView {
 /// `/app/runs/{id}`: progress, and the snapshot key by key with drift from today's baseline.
 #[component]
 pub fn RunPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok()).filter(|id| *id > 0);
-    let run = Resource::new(id, |id| async move {
-        match id {
-            Some(id) => get_run(id).await.map(Some),
-            None => Ok(None),
-        }
-    });
+    let RunsData { run, .. } = expect_context::<RunsData>();
     view! {
         <section class="run" data-testid="run-page">
             <p>
@@ -147,8 +178,9 @@ pub fn RunPage() -> impl IntoView {
                 // hydrate a page rendered with an error.
                 {move || Suspend::new(async move {
                     match run.await {
-                        Ok(Some(detail)) => view! { <RunView detail /> }.into_any(),
-                        Ok(None) => view! { <h1>"No such run"</h1> }.into_any(),
+                        Ok(Some(Some(detail))) => view! { <RunView detail /> }.into_any(),
+                        Ok(Some(None)) => view! { <h1>"No such run"</h1> }.into_any(),
+                        Ok(None) => view! { <p class="loading">"Loading…"</p> }.into_any(),
                         Err(e) => view! {
                             <h1>"Run not available"</h1>
                             <p class="error" role="alert" data-testid="run-error">

@@ -8,28 +8,49 @@ use serde_json::Value as Json;
 
 use super::api::audit_log;
 use super::history::describe_change;
-use super::types::{key_href, Section};
+use super::types::{key_href, AuditPage, Section};
+use crate::error::AppError;
 use crate::paths::{encode_query, AUDIT_EXPORT_CSV, AUDIT_EXPORT_JSON};
 use crate::policy::registry::{spec, REGISTRY};
 use crate::ui::{show_time, ErrorText};
+
+/// The audit rows for the filters in the address, loaded only while the audit section is shown.
+/// Made by the settings area, above the views that are built more than once per render.
+#[derive(Clone, Copy)]
+pub struct AuditRows(Resource<Result<Option<AuditPage>, AppError>>);
+
+impl AuditRows {
+    pub fn new(shown: Memo<bool>) -> AuditRows {
+        let query = use_query_map();
+        let field = move |name: &str| query.read().get(name).filter(|v| !v.is_empty());
+        AuditRows(Resource::new(
+            move || {
+                shown.get().then(|| {
+                    (
+                        field("key"),
+                        field("actor"),
+                        field("from"),
+                        field("to"),
+                        field("before").and_then(|b| b.parse::<i64>().ok()),
+                    )
+                })
+            },
+            |filters| async move {
+                match filters {
+                    Some((key, actor, from, to, before)) => audit_log(key, actor, from, to, before).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+        ))
+    }
+}
 
 /// The global audit log, with its filters, paging and downloads.
 #[component]
 pub fn AuditLog() -> impl IntoView {
     let query = use_query_map();
     let field = move |name: &str| query.read().get(name).filter(|v| !v.is_empty());
-    let page = Resource::new(
-        move || {
-            (
-                field("key"),
-                field("actor"),
-                field("from"),
-                field("to"),
-                field("before").and_then(|b| b.parse::<i64>().ok()),
-            )
-        },
-        |(key, actor, from, to, before)| audit_log(key, actor, from, to, before),
-    );
+    let AuditRows(page) = expect_context::<AuditRows>();
     let export_query = move || {
         ["key", "actor", "from", "to"]
             .into_iter()
@@ -85,12 +106,13 @@ pub fn AuditLog() -> impl IntoView {
             {move || Suspend::new(async move {
                 match page.await {
                     Err(e) => view! { <ErrorText error=e /> }.into_any(),
-                    Ok(p) if p.error.is_some() => view! {
+                    Ok(None) => view! { <p class="loading">"Loading…"</p> }.into_any(),
+                    Ok(Some(p)) if p.error.is_some() => view! {
                         <p class="error" role="alert" data-testid="audit-error">{p.error.unwrap_or_default()}</p>
                     }
                     .into_any(),
-                    Ok(p) if p.rows.is_empty() => view! { <p class="muted" data-testid="audit-empty">"No changes match."</p> }.into_any(),
-                    Ok(p) => view! {
+                    Ok(Some(p)) if p.rows.is_empty() => view! { <p class="muted" data-testid="audit-empty">"No changes match."</p> }.into_any(),
+                    Ok(Some(p)) => view! {
                         <div class="table-wrap">
                             <table class="audit" data-testid="audit-table">
                                 <thead>

@@ -18,7 +18,7 @@ use leptos::prelude::*;
 use leptos_router::{components::A, hooks::{use_location, use_query_map}};
 
 use self::api::settings_data;
-use self::audit_log::AuditLog;
+use self::audit_log::{AuditLog, AuditRows};
 use self::editor::KeyEditor;
 use self::types::{PolicyPage, SaveOutcome, Section};
 use crate::error::AppError;
@@ -75,6 +75,7 @@ pub fn SettingsArea() -> impl IntoView {
         |slug| settings_data(slug.to_string()),
     );
     provide_context(SettingsData { section, data });
+    provide_context(AuditRows::new(Memo::new(move |_| section.get() == Some(Section::Audit))));
     crate::auth::SuperuserArea()
 }
 

@@ -771,14 +771,37 @@ on_both_backends!(a_signed_in_settings_page_loads_and_sends_its_data_once, |t| {
     // A change, so the page's history has a row to show.
     let store = runtime_policy::policy::store::PolicyStore::new(state.db.clone(), std::collections::HashMap::new());
     let actor = runtime_policy::policy::store::Actor::user(1, SUPER.0);
+    // (the id is the actor's as recorded; the page shows the email)
     store.update(&actor, "worker.max_retries", &serde_json::json!(6), 0, Some("once")).await.unwrap();
-    for path in ["/app/settings/superuser", "/app/settings/superuser/worker", "/app/settings/superuser/no-such-section"] {
+    let blocks = runtime_policy::runs::input::NewBlocks::from_paragraphs("text", "one\n\ntwo").unwrap();
+    let root = list_users(&state.db).await.unwrap().into_iter().map(|r| r.user).find(|u| u.email == SUPER.0).unwrap();
+    let run = runtime_policy::runs::server::create_run(&store, &runtime_policy::runs::server::Creator::user(&root), &blocks).await.unwrap();
+    // Each page's data is loaded and travels to the browser once, beside the signed-in user (it
+    // used to be made, loaded and sent once for every time the signed-in check's view was built).
+    // The settings area: the user, the section's data and the audit rows (empty but for the
+    // audit section).
+    let pages = [
+        ("/app/settings/superuser", 3),
+        ("/app/settings/superuser/worker", 3),
+        ("/app/settings/superuser/no-such-section", 3),
+        ("/app/settings/superuser/audit", 3),
+        // The runs area: the user, the list and one run (each empty but on its own page).
+        ("/app/runs", 3),
+        (&*format!("/app/runs/{}", run.id), 3),
+    ];
+    for (path, resources) in pages {
         let res = su.get(path).await;
         assert_eq!(res.status, StatusCode::OK, "{path}");
-        // The page data travels to the browser once (it used to be made, loaded and sent once
-        // for every time the signed-in check's view was built).
-        assert_eq!(res.body.matches("\\\"resolved\\\":").count(), 1, "{path}: {}", res.body);
+        assert_eq!(res.body.matches("__RESOLVED_RESOURCES[").count(), resources, "{path}: {}", res.body);
     }
+    let res = su.get("/app/runs").await;
+    assert_eq!(res.body.matches(&format!("run-row-{}", run.id)).count(), 1, "{}", res.body);
+    let res = su.get(&format!("/app/runs/{}", run.id)).await;
+    assert!(res.body.contains(&format!("Run #{}", run.id)), "{}", res.body);
+    let res = su.get("/app/runs/0").await;
+    assert!(res.body.contains("No such run"), "{}", res.body);
+    let res = su.get("/app/settings/superuser/worker").await;
+    assert_eq!(res.body.matches("\\\"resolved\\\":").count(), 1, "{}", res.body);
     let res = su.get("/app/settings/superuser/worker").await;
     assert!(res.body.contains("effective=6 (source=admin)"), "{}", res.body);
     assert!(res.body.contains("class=\"history__reason\"") && res.body.contains("once</p>"), "{}", res.body);
