@@ -804,6 +804,6 @@ on_both_backends!(a_signed_in_settings_page_loads_and_sends_its_data_once, |t| {
     assert_eq!(res.body.matches("\\\"resolved\\\":").count(), 1, "{}", res.body);
     let res = su.get("/app/settings/superuser/worker").await;
     assert!(res.body.contains("effective=6 (source=admin)"), "{}", res.body);
-    assert!(res.body.contains("class=\"history__reason\"") && res.body.contains("once</p>"), "{}", res.body);
+    assert!(res.body.contains("class=\"history__reason\">Reason: ") && res.body.contains(">once<"), "{}", res.body);
     t.finish().await;
 });
