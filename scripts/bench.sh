@@ -87,10 +87,13 @@ done
 
 # Database queries behind one signed-in settings page (after a first visit), counted from the
 # statement log of a second server on the same database.
-kill $server 2>/dev/null; wait $server 2>/dev/null || true
+kill $server 2>/dev/null || true
+wait $server 2>/dev/null || true
 RUST_LOG=warn,sqlx::query=debug LEPTOS_SITE_ADDR="127.0.0.1:$port" "$bin" serve >"$tmp/queries.log" 2>&1 &
 server=$!
-for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+up=false
+for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null 2>&1 && { up=true; break; }; sleep 0.1; done
+$up || { echo "bench: the server did not start again:" >&2; cat "$tmp/queries.log" >&2; exit 1; }
 curl -s -o /dev/null -H "Cookie: $cookie" "$page"
 sleep 0.5
 before=$(grep -c 'sqlx::query' "$tmp/queries.log" || true)

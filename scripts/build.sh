@@ -50,11 +50,11 @@ if $release; then
 fi
 cp -r public/. "$site/"
 # Each bundle lives in a folder named after a hash of its content (pkg/<hash>/), so browsers may
-# keep its files for a year; pkg/current names the newest, which a server picks at start. The
-# three newest stay, for servers still running an older build.
+# keep its files for a year; pkg/current names the newest, which a server picks at start. Older
+# bundles stay for a week (the three newest always), for servers still running an older build.
 hash=$(cat "$pkg.tmp/$name.js" "$pkg.tmp/${name}_bg.wasm" "$pkg.tmp/$name.css" | sha256sum | cut -c1-16)
 mkdir -p "$pkg"
-find "$pkg" -maxdepth 1 -type f ! -name current -delete
+find "$pkg" -maxdepth 1 -type f ! -name current -mtime +7 -delete
 if [ -d "$pkg/$hash" ]; then
   rm -rf "$pkg.tmp"
 else
@@ -63,5 +63,7 @@ fi
 touch "$pkg/$hash"
 printf '%s\n' "$hash" > "$pkg/current.tmp"
 mv "$pkg/current.tmp" "$pkg/current"
-ls -1dt "$pkg"/*/ | tail -n +4 | xargs -r rm -rf
+ls -1dt "$pkg"/*/ | tail -n +4 | while read -r old; do
+  if [ -n "$(find "$old" -maxdepth 0 -mtime +7)" ]; then rm -rf "$old"; fi
+done
 echo "built: $( $release && echo release || echo debug ) server and site in $site (bundle $hash)"

@@ -58,8 +58,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// Loads the bundle and hydrates the page once the browser reports its first paint. Unlike
 /// Leptos' `HydrationScripts`, nothing preloads the bundle: on a slow phone its download would
 /// compete with the page's own text and stylesheet for the first paint, and the page reads and
-/// works (every form posts without JavaScript) before it is hydrated. A page that is never
-/// painted (a tab opened in the background) hydrates after three seconds anyway.
+/// works (every form posts without JavaScript) before it is hydrated. A browser without paint
+/// timing hydrates after the next frame; a page that is never painted (a tab opened in the
+/// background) hydrates after three seconds anyway.
 fn hydration_script(options: &LeptosOptions) -> String {
     let pkg = format!("/{}/{}", options.site_pkg_dir, options.output_name);
     let js = serde_json::to_string(&format!("{pkg}.js")).unwrap_or_default();
@@ -68,8 +69,9 @@ fn hydration_script(options: &LeptosOptions) -> String {
         "let started = false;\
          const hydrate = () => {{ if (started) return; started = true;\
            import({js}).then(m => m.default({{ module_or_path: {wasm} }}).then(() => m.hydrate())); }};\
-         try {{ new PerformanceObserver((_, o) => {{ o.disconnect(); setTimeout(hydrate, 0); }}).observe({{ type: 'paint', buffered: true }}); }}\
-         catch (e) {{ hydrate(); }}\
+         if ((window.PerformanceObserver && PerformanceObserver.supportedEntryTypes || []).includes('paint')) {{\
+           new PerformanceObserver((_, o) => {{ o.disconnect(); setTimeout(hydrate, 0); }}).observe({{ type: 'paint', buffered: true }});\
+         }} else {{ requestAnimationFrame(() => setTimeout(hydrate, 0)); }}\
          setTimeout(hydrate, 3000);"
     )
 }

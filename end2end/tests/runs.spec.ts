@@ -72,6 +72,15 @@ test('a run keeps its snapshot and shows drift after the baseline changes', asyn
   await expect(run.layer(key)).toHaveText('default');
   await expect(run.drift(key)).toHaveCount(0);
 
+  // Back to the list without a reload: it stays there (the creation does not open the run
+  // again), and its row leads back to the run.
+  await page.getByRole('link', { name: 'All runs' }).click();
+  await expect(page.getByTestId(`run-row-${id}`)).toBeVisible();
+  await page.waitForTimeout(300);
+  await expect(page).toHaveURL(/\/app\/runs$/);
+  await page.getByTestId(`run-row-${id}`).getByRole('link').click();
+  await expect(page.getByTestId('run-title')).toHaveText(`Run #${id}`);
+
   // A superuser raises the batch size on the settings page, in a browser of their own.
   const admin = await (await browser.newContext()).newPage();
   try {

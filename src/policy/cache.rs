@@ -2,7 +2,8 @@
 //! the recent history of each category. Every write bumps the revision in the same transaction
 //! as its value and audit row (`store.rs`), so a reader that reads the revision first and finds
 //! it unchanged may use what it loaded at that revision; a change made through any instance
-//! shows at this instance's next read, which costs one query (the revision) instead of three.
+//! shows at this instance's next read, which costs one query (the revision and the time of the
+//! newest audit row: [`Stamp`]) instead of three.
 //!
 //! Why reading the revision first is enough: data loaded after reading revision `r` is at
 //! revision `r` or newer. It is kept under `r`; once a newer revision commits, every reader sees
@@ -17,9 +18,18 @@ use super::resolve::Resolved;
 /// One category's recent history: each key with its newest rows, newest first.
 pub type KeyHistory = Vec<(String, Vec<AuditRow>)>;
 
+/// What the kept data is keyed by, read in one statement: the policy revision and the time of
+/// the newest audit row. The time tells apart a database restored from a backup and written
+/// again up to the same revision number from the one the data was loaded from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub revision: i64,
+    pub last_change: Option<String>,
+}
+
 #[derive(Default)]
 struct AtRevision {
-    revision: i64,
+    stamp: Stamp,
     resolved: Option<Arc<Vec<Resolved>>>,
     /// By (keys, rows per key).
     history: HashMap<(Vec<&'static str>, i64), Arc<KeyHistory>>,
@@ -37,7 +47,7 @@ impl std::fmt::Debug for RevisionCache {
 }
 
 impl RevisionCache {
-    fn with<T>(&self, revision: i64, f: impl FnOnce(&mut AtRevision) -> T) -> T {
+    fn with<T>(&self, stamp: &Stamp, f: impl FnOnce(&mut AtRevision) -> T) -> T {
         // A panic while the lock was held cannot leave the map half-written in a way that
         // matters: start over from empty.
         let mut guard = self.0.lock().unwrap_or_else(|poisoned| {
@@ -45,30 +55,30 @@ impl RevisionCache {
             *g = AtRevision::default();
             g
         });
-        if guard.revision != revision {
+        if guard.stamp != *stamp {
             // Any other revision starts over, an older one included: a reader that read the
             // revision just before a write commits keeps data at that revision or newer, which
             // the next reader of the newer revision replaces; and a database restored from a
             // backup (a lower revision) is read again instead of trusting what was kept.
-            *guard = AtRevision { revision, ..Default::default() };
+            *guard = AtRevision { stamp: stamp.clone(), ..Default::default() };
         }
         f(&mut guard)
     }
 
-    pub fn resolved(&self, revision: i64) -> Option<Arc<Vec<Resolved>>> {
-        self.with(revision, |c| c.resolved.clone())
+    pub fn resolved(&self, stamp: &Stamp) -> Option<Arc<Vec<Resolved>>> {
+        self.with(stamp, |c| c.resolved.clone())
     }
 
-    pub fn keep_resolved(&self, revision: i64, resolved: Arc<Vec<Resolved>>) {
-        self.with(revision, |c| c.resolved = Some(resolved));
+    pub fn keep_resolved(&self, stamp: &Stamp, resolved: Arc<Vec<Resolved>>) {
+        self.with(stamp, |c| c.resolved = Some(resolved));
     }
 
-    pub fn history(&self, revision: i64, keys: &[&'static str], per_key: i64) -> Option<Arc<KeyHistory>> {
-        self.with(revision, |c| c.history.get(&(keys.to_vec(), per_key)).cloned())
+    pub fn history(&self, stamp: &Stamp, keys: &[&'static str], per_key: i64) -> Option<Arc<KeyHistory>> {
+        self.with(stamp, |c| c.history.get(&(keys.to_vec(), per_key)).cloned())
     }
 
-    pub fn keep_history(&self, revision: i64, keys: &[&'static str], per_key: i64, rows: Arc<KeyHistory>) {
-        self.with(revision, |c| {
+    pub fn keep_history(&self, stamp: &Stamp, keys: &[&'static str], per_key: i64, rows: Arc<KeyHistory>) {
+        self.with(stamp, |c| {
             c.history.insert((keys.to_vec(), per_key), rows);
         });
     }
@@ -80,19 +90,23 @@ mod tests {
 
     #[test]
     fn another_revision_drops_what_was_kept() {
+        let at = |revision: i64, last: &str| Stamp { revision, last_change: Some(last.to_string()) };
         let cache = RevisionCache::default();
-        cache.keep_resolved(3, Arc::new(Vec::new()));
-        cache.keep_history(3, &["a"], 5, Arc::new(vec![("a".into(), Vec::new())]));
-        assert!(cache.resolved(3).is_some());
-        assert!(cache.history(3, &["a"], 5).is_some());
-        assert!(cache.history(3, &["a"], 6).is_none(), "another row count is another entry");
-        assert!(cache.resolved(4).is_none(), "revision 4 must load again");
-        assert!(cache.history(3, &["a"], 5).is_none(), "revision 3 is gone once 4 was seen");
-        cache.keep_resolved(4, Arc::new(Vec::new()));
-        assert!(cache.resolved(4).is_some());
-        // A restored database reads an older revision: nothing kept for 4 is trusted at 3, nor
-        // at 4 again afterwards.
-        assert!(cache.resolved(3).is_none());
-        assert!(cache.resolved(4).is_none());
+        cache.keep_resolved(&at(3, "t3"), Arc::new(Vec::new()));
+        cache.keep_history(&at(3, "t3"), &["a"], 5, Arc::new(vec![("a".into(), Vec::new())]));
+        assert!(cache.resolved(&at(3, "t3")).is_some());
+        assert!(cache.history(&at(3, "t3"), &["a"], 5).is_some());
+        assert!(cache.history(&at(3, "t3"), &["a"], 6).is_none(), "another row count is another entry");
+        assert!(cache.resolved(&at(4, "t4")).is_none(), "revision 4 must load again");
+        assert!(cache.history(&at(3, "t3"), &["a"], 5).is_none(), "revision 3 is gone once 4 was seen");
+        cache.keep_resolved(&at(4, "t4"), Arc::new(Vec::new()));
+        assert!(cache.resolved(&at(4, "t4")).is_some());
+        // A database restored from a backup and written again up to revision 4: its newest
+        // change is another one, so nothing kept is trusted.
+        assert!(cache.resolved(&at(4, "t4 after a restore")).is_none());
+        // A lower revision starts over too.
+        cache.keep_resolved(&at(4, "t4"), Arc::new(Vec::new()));
+        assert!(cache.resolved(&at(3, "t3")).is_none());
+        assert!(cache.resolved(&at(4, "t4")).is_none());
     }
 }

@@ -170,17 +170,28 @@ impl PolicyStore {
         Ok(self.current().await?.1.as_ref().clone())
     }
 
-    /// The current revision and every key resolved at it (or later: see `cache.rs`). While the
-    /// revision stays the same this costs one query.
-    pub async fn current(&self) -> Result<(i64, Arc<Vec<Resolved>>), AppError> {
-        let revision = self.revision().await?;
-        if let Some(resolved) = self.cache.resolved(revision) {
-            return Ok((revision, resolved));
+    /// The revision and the time of the newest audit row, in one statement (`cache.rs`).
+    pub async fn stamp(&self) -> Result<super::cache::Stamp, AppError> {
+        let row = sqlx::query(
+            "SELECT revision, (SELECT at FROM admin_runtime_policy_audit ORDER BY id DESC LIMIT 1) AS last_change
+             FROM policy_revision WHERE id = 1",
+        )
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(super::cache::Stamp { revision: row.try_get("revision")?, last_change: row.try_get("last_change")? })
+    }
+
+    /// The current stamp (revision) and every key resolved at it (or later: see `cache.rs`).
+    /// While the stamp stays the same this costs one query.
+    pub async fn current(&self) -> Result<(super::cache::Stamp, Arc<Vec<Resolved>>), AppError> {
+        let stamp = self.stamp().await?;
+        if let Some(resolved) = self.cache.resolved(&stamp) {
+            return Ok((stamp, resolved));
         }
         let admin = load_admin(&self.db.pool).await?;
         let resolved = Arc::new(resolve_all(&Layers { env: (*self.env).clone(), admin }));
-        self.cache.keep_resolved(revision, resolved.clone());
-        Ok((revision, resolved))
+        self.cache.keep_resolved(&stamp, resolved.clone());
+        Ok((stamp, resolved))
     }
 
     /// Resolves inside a transaction, so the result matches the revision read in it.
@@ -383,19 +394,19 @@ impl PolicyStore {
         Ok(WriteOutcome::Changed { version: new_version, revision, audit_id })
     }
 
-    /// [`PolicyStore::recent_history`] at `revision` (read before, as [`PolicyStore::current`]
-    /// does), from memory while the revision stays the same.
+    /// [`PolicyStore::recent_history`] at `stamp` (read before, as [`PolicyStore::current`]
+    /// does), from memory while the stamp stays the same.
     pub async fn recent_history_at(
         &self,
-        revision: i64,
+        stamp: &super::cache::Stamp,
         keys: &[&'static str],
         per_key: i64,
     ) -> Result<Arc<super::cache::KeyHistory>, AppError> {
-        if let Some(rows) = self.cache.history(revision, keys, per_key) {
+        if let Some(rows) = self.cache.history(stamp, keys, per_key) {
             return Ok(rows);
         }
         let rows = Arc::new(self.recent_history(keys, per_key).await?);
-        self.cache.keep_history(revision, keys, per_key, rows.clone());
+        self.cache.keep_history(stamp, keys, per_key, rows.clone());
         Ok(rows)
     }
 

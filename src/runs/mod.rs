@@ -70,6 +70,15 @@ pub fn RunsArea() -> impl IntoView {
             }
         },
     );
+    // A created run opens its page. Here rather than in the list page: the action outlives the
+    // list page, whose effect would otherwise open the last run again each time the list is
+    // shown.
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = create.value().get() {
+            navigate(&run_href(id), Default::default());
+        }
+    });
     provide_context(RunsData { create, runs, run });
     crate::auth::signed_in_area(false)
 }
@@ -78,12 +87,6 @@ pub fn RunsArea() -> impl IntoView {
 #[component]
 pub fn RunsPage() -> impl IntoView {
     let RunsData { create, runs, .. } = expect_context::<RunsData>();
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = create.value().get() {
-            navigate(&run_href(id), Default::default());
-        }
-    });
     let error = move || create.value().get().and_then(|r| r.err()).map(|e| e.to_string());
 
     view! {

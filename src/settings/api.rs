@@ -16,15 +16,16 @@ pub async fn settings_data(category: String) -> Result<PolicyPage, AppError> {
     require_superuser()?;
     let store = &crate::context::server_context::<crate::policy::store::PolicyStore>()?;
     // The revision first: what follows is read at it, from memory while it stays the same.
-    let (revision, resolved) = store.current().await?;
+    let (stamp, resolved) = store.current().await?;
     let resolved = resolved.as_ref().clone();
     let history = match Category::from_slug(&category) {
         Some(cat) => {
             let keys: Vec<&'static str> = keys_in(cat).map(|s| s.key).collect();
-            store.recent_history_at(revision, &keys, KEY_HISTORY_ROWS).await?.as_ref().clone()
+            store.recent_history_at(&stamp, &keys, KEY_HISTORY_ROWS).await?.as_ref().clone()
         }
         None => Vec::new(),
     };
+    let revision = stamp.revision;
     let env_warning = store.env_warning.get();
     Ok(PolicyPage { resolved, history, revision, env_warning })
 }

@@ -46,6 +46,8 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     } else if immutable {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+        // The same address answers br, gzip or plain bytes: a shared cache must key on it.
+        h.insert(axum::http::header::VARY, HeaderValue::from_static("accept-encoding"));
     } else {
         // A file whose name carries no content hash (the icon, a bundle built without one): a
         // browser keeps a copy and asks whether it changed (Last-Modified).

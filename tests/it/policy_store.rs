@@ -343,21 +343,21 @@ on_both_backends!(a_change_through_another_instance_shows_at_the_next_read, |t| 
 
     let (rev0, first) = here.current().await.unwrap();
     assert_eq!(value_of(&first, "worker.max_retries"), json!(3));
-    let history = here.recent_history_at(rev0, &keys, 5).await.unwrap();
+    let history = here.recent_history_at(&rev0, &keys, 5).await.unwrap();
     assert!(history.iter().all(|(_, rows)| rows.is_empty()), "{history:?}");
     // While the revision stays the same, what was loaded is reused.
     let (rev, again) = here.current().await.unwrap();
     assert_eq!(rev, rev0);
     assert!(std::sync::Arc::ptr_eq(&first, &again), "the resolved policy was loaded twice at one revision");
-    assert!(std::sync::Arc::ptr_eq(&history, &here.recent_history_at(rev0, &keys, 5).await.unwrap()));
+    assert!(std::sync::Arc::ptr_eq(&history, &here.recent_history_at(&rev0, &keys, 5).await.unwrap()));
 
     there.update(&bob(), "worker.max_retries", &json!(9), 0, Some("from another instance")).await.unwrap();
 
     let (rev1, now) = here.current().await.unwrap();
-    assert_eq!(rev1, rev0 + 1);
+    assert_eq!(rev1.revision, rev0.revision + 1);
     assert_eq!(value_of(&now, "worker.max_retries"), json!(9));
     assert_eq!(here.resolve_key("worker.max_retries").await.unwrap().provenance(), "effective=9 (source=admin)");
-    let history = here.recent_history_at(rev1, &keys, 5).await.unwrap();
+    let history = here.recent_history_at(&rev1, &keys, 5).await.unwrap();
     assert_eq!(history[0].0, "worker.max_retries");
     assert_eq!(history[0].1.len(), 1);
     assert_eq!(history[0].1[0].actor_email, "bob@example.com");

@@ -200,6 +200,7 @@ on_both_backends!(bundle_files_come_compressed_and_hashed_before_any_session_wor
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-encoding"], "br");
     assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(res.headers()["vary"], "accept-encoding");
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(to_bytes(res.into_body(), 1 << 20).await.unwrap(), "brotli bytes");
     let res = app.clone().oneshot(get(js, "gzip")).await.unwrap();
