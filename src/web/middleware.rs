@@ -16,9 +16,12 @@ use crate::paths::{is_settings_page, login_href};
 use crate::state::AppState;
 
 /// Wraps the app's routes in the layers that need a session, outermost first: same-origin
-/// check, sessions, loading the user, then the server function and page guards.
+/// check, sessions, loading the user, the server function and page guards, then the kept
+/// settings pages.
 pub fn session_layers(router: Router, state: &AppState) -> Router {
+    let pages = super::page_cache::PageCache::new(state.policy.clone());
     let router = router
+        .layer(axum::middleware::from_fn_with_state(pages, super::page_cache::kept_pages))
         .layer(axum::middleware::from_fn(guard_pages))
         .layer(axum::middleware::from_fn(guard_server_fns))
         .layer(axum::middleware::from_fn_with_state(state.clone(), load_user));

@@ -4,6 +4,7 @@
 pub mod headers;
 pub mod limits;
 pub mod middleware;
+pub mod page_cache;
 pub mod serve;
 
 use axum::extract::State;

@@ -29,6 +29,7 @@ struct Res {
     location: Option<String>,
     retry_after: Option<String>,
     set_cookie: Vec<String>,
+    csp: Option<String>,
     body: String,
 }
 
@@ -67,6 +68,7 @@ impl Caller {
         let status = res.status();
         let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
         let retry_after = res.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
+        let csp = res.headers().get(header::CONTENT_SECURITY_POLICY).map(|v| v.to_str().unwrap().to_string());
         let set_cookie: Vec<String> =
             res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
         for c in &set_cookie {
@@ -78,7 +80,7 @@ impl Caller {
             }
         }
         let body = to_bytes(res.into_body(), 1 << 22).await.unwrap();
-        Res { status, location, retry_after, set_cookie, body: String::from_utf8_lossy(&body).into_owned() }
+        Res { status, location, retry_after, set_cookie, csp, body: String::from_utf8_lossy(&body).into_owned() }
     }
 
     async fn post(&mut self, path: &str, body: &str) -> Res {
@@ -805,5 +807,62 @@ on_both_backends!(a_signed_in_settings_page_loads_and_sends_its_data_once, |t| {
     let res = su.get("/app/settings/superuser/worker").await;
     assert!(res.body.contains("effective=6 (source=admin)"), "{}", res.body);
     assert!(res.body.contains("class=\"history__reason\">Reason: ") && res.body.contains(">once<"), "{}", res.body);
+    t.finish().await;
+});
+
+/// The nonce a page's CSP allows, and the body with it replaced by `N`.
+fn without_nonce(res: &Res) -> (String, String) {
+    let csp = res.csp.as_deref().expect("a page has a CSP");
+    let start = csp.find("'nonce-").expect("a page's CSP has a nonce") + "'nonce-".len();
+    let nonce = csp[start..start + csp[start..].find('\'').unwrap()].to_string();
+    assert!(res.body.contains(&format!("nonce=\"{nonce}\"")), "the body's scripts carry the CSP's nonce: {}", res.body);
+    (nonce.clone(), res.body.replace(&nonce, "N"))
+}
+
+on_both_backends!(kept_settings_pages_are_the_rendered_ones_and_follow_every_change, |t| {
+    let (state, app) = setup(&t).await;
+    let two = ("two@example.com", "second superuser pw");
+    add_user(&state, two, Role::Superuser).await;
+    let mut su = Caller::new(&app, [10, 0, 0, 9]);
+    su.login(SUPER.0, SUPER.1).await;
+    let mut other = Caller::new(&app, [10, 0, 0, 10]);
+    other.login(two.0, two.1).await;
+    let mut member = Caller::new(&app, [10, 0, 0, 11]);
+    member.login(MEMBER.0, MEMBER.1).await;
+    let page = "/app/settings/superuser/worker";
+
+    // Rendered, then answered again: the same page, each time with its own nonce.
+    let first = su.get(page).await;
+    let again = su.get(page).await;
+    assert_eq!((first.status, again.status), (StatusCode::OK, StatusCode::OK));
+    let (n1, body1) = without_nonce(&first);
+    let (n2, body2) = without_nonce(&again);
+    assert_ne!(n1, n2, "every answer has a fresh nonce");
+    assert_eq!(body1, body2);
+    assert!(body1.contains("effective=3 (source=default)"), "{body1}");
+
+    // Another superuser gets their own page, never the first one's.
+    let theirs = other.get(page).await;
+    assert!(theirs.body.contains(two.0) && !theirs.body.contains(SUPER.0), "{}", theirs.body);
+    // A member is refused, even while a superuser's page is kept for that address.
+    let refused = member.get(page).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(!refused.body.contains("effective=3"), "{}", refused.body);
+
+    // A change through another instance shows at the next request.
+    let elsewhere = runtime_policy::policy::store::PolicyStore::new(state.db.clone(), std::collections::HashMap::new());
+    let actor = runtime_policy::policy::store::Actor::user(1, SUPER.0);
+    elsewhere.update(&actor, "worker.max_retries", &serde_json::json!(7), 0, Some("elsewhere")).await.unwrap();
+    let after = su.get(page).await;
+    assert!(after.body.contains("effective=7 (source=admin)"), "{}", after.body);
+    // A query string is another page.
+    let deep = su.get(&format!("{page}?key=worker.max_retries")).await;
+    assert_eq!(deep.status, StatusCode::OK);
+    assert_ne!(without_nonce(&deep).1, without_nonce(&after).1);
+
+    // A disabled superuser is out at the next request, kept page or not.
+    disable_user(&state.db, &Email::parse(SUPER.0).unwrap()).await.unwrap();
+    let out = su.get(page).await;
+    assert!(out.status.is_redirection(), "{}", out.status);
     t.finish().await;
 });

@@ -75,6 +75,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("web::headers", 7),
     ("web::limits", 7),
     ("web::middleware", 7),
+    ("web::page_cache", 7),
     ("web::serve", 7),
 ];
 
