@@ -13,15 +13,26 @@ pub fn show_time(at: &str) -> String {
     s.trim_end_matches('Z').to_string() + " UTC"
 }
 
+/// The attribute that marks a page rendered with an error (a failed load), so that the server
+/// never keeps it for the next request (`web/page_cache.rs`).
+pub const RENDER_ERROR_ATTR: &str = "data-render-error";
+
 /// An error as a person reads it, announced to screen readers.
 #[component]
 pub fn ErrorText(error: AppError) -> impl IntoView {
-    view! { <p class="error" role="alert">{error.to_string()}</p> }
+    view! { <p class="error" role="alert" data-render-error="">{error.to_string()}</p> }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn an_error_marks_the_page() {
+        let html = view! { <ErrorText error=AppError::internal() /> }.to_html();
+        assert!(html.contains(RENDER_ERROR_ATTR), "{html}");
+    }
 
     #[test]
     fn times_read_as_utc() {

@@ -9,7 +9,8 @@
 //! test that renders twice). The per-response nonce is the only per-request part, and it is
 //! replaced. This layer sits inside the session, user and guard layers, so every request still
 //! loads its session and user (a disabled user is out at once) and passes the guard; only 200
-//! answers to superusers, without a `Set-Cookie`, are kept. The audit section is not kept: its
+//! answers to superusers, without a `Set-Cookie` and without an error on the page
+//! ([`RENDER_ERROR_ATTR`]), are kept. The audit section is not kept: its
 //! filters make an unbounded set of addresses.
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::page_csp;
+use crate::ui::RENDER_ERROR_ATTR;
 use crate::auth::session::RequestUser;
 use crate::paths::SETTINGS;
 use crate::policy::cache::Stamp;
@@ -157,7 +159,8 @@ pub async fn kept_pages(State(cache): State<PageCache>, req: Request, next: Next
             return crate::error::AppError::internal().into_response();
         }
     };
-    if let Ok(text) = std::str::from_utf8(&bytes) {
+    // A page rendered with an error (a failed load) is answered once, never kept.
+    if let Some(text) = std::str::from_utf8(&bytes).ok().filter(|t| !t.contains(RENDER_ERROR_ATTR)) {
         let pieces = text.split(nonce.as_str()).map(|s| Bytes::copy_from_slice(s.as_bytes())).collect();
         let mut headers = parts.headers.clone();
         // The fresh nonce may differ in length.

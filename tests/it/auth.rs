@@ -866,3 +866,22 @@ on_both_backends!(kept_settings_pages_are_the_rendered_ones_and_follow_every_cha
     assert!(out.status.is_redirection(), "{}", out.status);
     t.finish().await;
 });
+
+on_both_backends!(a_settings_page_rendered_with_an_error_is_not_kept, |t| {
+    let (state, app) = setup(&t).await;
+    let mut su = Caller::new(&app, [10, 0, 0, 9]);
+    su.login(SUPER.0, SUPER.1).await;
+    let page = "/app/settings/superuser/worker";
+    // The policy values cannot be read for a moment: the page says so.
+    sqlx::query("ALTER TABLE admin_runtime_policy RENAME TO admin_runtime_policy_away").execute(&state.db.pool).await.unwrap();
+    let failed = su.get(page).await;
+    assert!(failed.body.contains(runtime_policy::ui::RENDER_ERROR_ATTR) && failed.body.contains("Internal error"), "{}", failed.body);
+    sqlx::query("ALTER TABLE admin_runtime_policy_away RENAME TO admin_runtime_policy").execute(&state.db.pool).await.unwrap();
+    // At the same policy revision, the next request renders the page again instead of
+    // answering the failed one.
+    let fine = su.get(page).await;
+    assert_eq!(fine.status, StatusCode::OK);
+    assert!(!fine.body.contains(runtime_policy::ui::RENDER_ERROR_ATTR), "{}", fine.body);
+    assert!(fine.body.contains("effective=3 (source=default)"), "{}", fine.body);
+    t.finish().await;
+});

@@ -99,6 +99,14 @@ impl TestDb {
     }
 }
 
+/// Runs a test body, failing it (with its name) when it has not finished within two minutes:
+/// a test that waits forever must fail the run, not stall it.
+pub async fn within_time_limit(name: &str, body: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(std::time::Duration::from_secs(120), body).await.is_err() {
+        panic!("{name} did not finish within 120 s");
+    }
+}
+
 /// Runs the same async test body once on SQLite and once on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_backends {
@@ -110,7 +118,7 @@ macro_rules! on_both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 let $db = $crate::helpers::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
-                $body
+                $crate::helpers::within_time_limit(module_path!(), async move { $body }).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +128,7 @@ macro_rules! on_both_backends {
                     return;
                 }
                 let $db = $crate::helpers::TestDb::new(runtime_policy::config::Backend::Postgres).await;
-                $body
+                $crate::helpers::within_time_limit(module_path!(), async move { $body }).await
             }
         }
     };
