@@ -9,7 +9,7 @@ use leptos_router::{
 };
 
 use crate::auth::types::Role;
-use crate::auth::{provide_auth, Auth, LoginPage, UserMenu};
+use crate::auth::{provide_auth, Auth, LoginPage, SetupPage, UserMenu};
 use crate::paths;
 use crate::runs::{RunPage, RunsArea, RunsPage};
 use crate::settings::{provide_editor_state, SettingsArea, SettingsPage};
@@ -96,6 +96,7 @@ pub fn App() -> impl IntoView {
                     // Async: the whole page (the signed-in user included) is rendered before it is
                     // sent, so it works with JavaScript off and the status can still be set.
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                    <Route path=path!("/setup") view=SetupPage ssr=SsrMode::Async />
                     <ParentRoute
                         path=path!("/app/settings/superuser")
                         view=SettingsArea

@@ -5,6 +5,8 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// The sign-in page.
 pub const LOGIN: &str = "/login";
+/// First-run setup: creates the first superuser with the token the server printed at start.
+pub const SETUP: &str = "/setup";
 /// The superuser settings page: where a superuser lands.
 pub const SETTINGS: &str = "/app/settings/superuser";
 /// The run list: where a member lands.
@@ -21,6 +23,11 @@ pub const API_RUN_POLICY: &str = "/api/v1/runs/{id}/policy";
 pub const API_RUN_CLAIMS: &str = "/api/v1/runs/{id}/claims";
 pub const API_BLOCK_COMPLETE: &str = "/api/v1/runs/{id}/blocks/{uid}/complete";
 pub const API_BLOCK_FAIL: &str = "/api/v1/runs/{id}/blocks/{uid}/fail";
+
+/// The one-time setup address on `origin` (`http://127.0.0.1:3000`) for `token`.
+pub fn setup_href(origin: &str, token: &str) -> String {
+    format!("{}{SETUP}?token={}", origin.trim_end_matches('/'), encode_query(token))
+}
 
 /// Everything but unreserved characters (RFC 3986) is encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

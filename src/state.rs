@@ -9,6 +9,7 @@ use leptos::prelude::provide_context;
 
 use crate::auth::password::Hasher;
 use crate::auth::session::{AuthSettings, SessionBackend};
+use crate::auth::setup::SetupToken;
 use crate::auth::signin::Waits;
 use crate::config::DatabaseUrl;
 use crate::db::Db;
@@ -23,6 +24,8 @@ pub struct AuthServices {
     pub waits: Waits,
     pub sessions: SessionBackend,
     pub settings: AuthSettings,
+    /// The first-run setup token, issued at start while no superuser exists.
+    pub setup: SetupToken,
 }
 
 #[derive(Clone, Debug)]
@@ -46,7 +49,7 @@ impl AppState {
             policy: PolicyStore::from_process_env(db.clone()),
             db,
             leptos_options,
-            auth: AuthServices { hasher, waits: Waits::default(), sessions, settings },
+            auth: AuthServices { hasher, waits: Waits::default(), sessions, settings, setup: SetupToken::default() },
         })
     }
 
@@ -57,6 +60,7 @@ impl AppState {
         provide_context(self.auth.hasher.clone());
         provide_context(self.auth.waits.clone());
         provide_context(self.auth.settings.clone());
+        provide_context(self.auth.setup.clone());
     }
 }
 

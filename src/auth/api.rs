@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use super::types::AuthUser;
+use super::types::{AuthUser, SetupStatus};
 use crate::error::AppError;
 
 /// Signs in and returns where to go next: `next` when it is a path on this site, else the
@@ -57,4 +57,43 @@ pub async fn logout() -> Result<(), AppError> {
 #[server(endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<AuthUser>, AppError> {
     Ok(crate::auth::guard::signed_in_user())
+}
+
+/// Where first-run setup stands for the address's token (`token` empty on the sign-in page,
+/// which only asks whether a superuser exists). Anyone may call it.
+#[server(endpoint = "setup_state")]
+pub async fn setup_state(token: String) -> Result<SetupStatus, AppError> {
+    use crate::auth::setup::{setup_state, SetupToken};
+    use crate::context::server_context;
+    let (db, setup) = (server_context::<crate::db::Db>()?, server_context::<SetupToken>()?);
+    setup_state(&db, &setup, &token).await
+}
+
+/// Creates the first superuser with the one-time setup token and signs them in; returns where
+/// to go next (the settings). Anyone may call it: the token is the credential.
+#[server(endpoint = "first_superuser")]
+pub async fn first_superuser(
+    token: String,
+    email: String,
+    password: String,
+    password_again: String,
+) -> Result<String, AppError> {
+    use crate::auth::password::Hasher;
+    use crate::auth::session::start_session;
+    use crate::auth::setup::{create_first_superuser, SetupToken};
+    use crate::context::server_context;
+
+    let (db, hasher, setup) =
+        (server_context::<crate::db::Db>()?, server_context::<Hasher>()?, server_context::<SetupToken>()?);
+    let session = leptos_axum::extract::<tower_sessions::Session>().await.map_err(|_| {
+        tracing::error!("first_superuser called without the session layer");
+        AppError::internal()
+    })?;
+    let user = create_first_superuser(&db, &hasher, &setup, &token, &email, &password, &password_again).await?;
+    start_session(&session, &user).await?;
+    let target = user.role.home().to_string();
+    if crate::error::is_plain_form_post() {
+        leptos_axum::redirect(&target);
+    }
+    Ok(target)
 }

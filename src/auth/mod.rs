@@ -15,6 +15,8 @@ pub mod password;
 #[cfg(feature = "ssr")]
 pub mod session;
 #[cfg(feature = "ssr")]
+pub mod setup;
+#[cfg(feature = "ssr")]
 pub mod signin;
 #[cfg(feature = "ssr")]
 pub mod token;
@@ -25,10 +27,11 @@ use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect};
 use leptos_router::hooks::{use_location, use_query_map};
 
-use self::api::{current_user, Login, Logout};
-use self::types::{AuthUser, Role};
+use self::api::{current_user, setup_state, FirstSuperuser, Login, Logout};
+use self::types::{AuthUser, Role, SetupStatus};
 use crate::error::AppError;
 use crate::paths::login_href;
+use crate::ui::ErrorText;
 
 /// The sign-in state of the page, provided once by [`provide_auth`].
 #[derive(Clone, Copy)]
@@ -72,6 +75,8 @@ pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
     let error = move || login.value().get().and_then(|r| r.err()).map(|e| e.to_string());
+    // Whether a superuser exists yet, for the first-run hint.
+    let first_run = Resource::new(|| (), |_| setup_state(String::new()));
     view! {
         <section class="login" data-testid="login-page">
             <h1>"Sign in"</h1>
@@ -104,7 +109,123 @@ pub fn LoginPage() -> impl IntoView {
                         }
                     })
             }}
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    (first_run.await.ok() != Some(SetupStatus::Done))
+                        .then(|| {
+                            view! {
+                                <p class="notice-banner" data-testid="first-run-hint">
+                                    "No superuser exists yet. When the server started, it printed a one-time setup address "
+                                    "(in its terminal or log, ending in "
+                                    <code>"/setup?token=…"</code>
+                                    "): open it to create the first superuser. On the host, "
+                                    <code>"runtime-policy user create EMAIL --role superuser"</code>
+                                    " does the same."
+                                </p>
+                            }
+                        })
+                })}
+            </Suspense>
         </section>
+    }
+}
+
+/// First run: creates the first superuser with the one-time address the server printed, then
+/// signs them in. Any other address, a used one, or one opened after a superuser exists is
+/// refused (with status 403 from the server).
+#[component]
+pub fn SetupPage() -> impl IntoView {
+    let query = use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    let status = Resource::new(token, setup_state);
+    let create = ServerAction::<FirstSuperuser>::new();
+    reload_on_success(create, |target: &String| target.clone());
+    let error = move || create.value().get().and_then(|r| r.err()).map(|e| e.to_string());
+    view! {
+        <section class="login" data-testid="setup-page">
+            <h1>"Create the first superuser"</h1>
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match status.await {
+                        Ok(SetupStatus::Open) => {
+                            view! {
+                                <ActionForm action=create>
+                                    <input type="hidden" name="token" value=token />
+                                    <label>
+                                        "Email"
+                                        <input type="email" name="email" autocomplete="username" required data-testid="setup-email" />
+                                    </label>
+                                    <label>
+                                        "Password (at least 12 characters)"
+                                        <input
+                                            type="password"
+                                            name="password"
+                                            autocomplete="new-password"
+                                            minlength="12"
+                                            required
+                                            data-testid="setup-password"
+                                        />
+                                    </label>
+                                    <label>
+                                        "The same password again"
+                                        <input
+                                            type="password"
+                                            name="password_again"
+                                            autocomplete="new-password"
+                                            minlength="12"
+                                            required
+                                            data-testid="setup-password-again"
+                                        />
+                                    </label>
+                                    <button type="submit" data-testid="setup-submit">
+                                        "Create and sign in"
+                                    </button>
+                                </ActionForm>
+                            }
+                                .into_any()
+                        }
+                        Ok(SetupStatus::WrongToken) => {
+                            refuse_on_server();
+                            view! {
+                                <p class="error" role="alert" data-testid="setup-refused">
+                                    "This setup address is not valid: it was used already, or it is not the one the server printed at start. "
+                                    "Restart the server to get a new one, or create a superuser with the CLI."
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Ok(SetupStatus::Done) => {
+                            refuse_on_server();
+                            view! {
+                                <p data-testid="setup-done">
+                                    "A superuser exists already. " <a href=crate::paths::LOGIN>"Sign in"</a>
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => view! { <ErrorText error /> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            {move || {
+                error()
+                    .map(|m| {
+                        view! {
+                            <p class="error" role="alert" data-testid="setup-error">
+                                {m}
+                            </p>
+                        }
+                    })
+            }}
+        </section>
+    }
+}
+
+/// A refused setup page answers 403 when rendered on the server.
+fn refuse_on_server() {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(axum::http::StatusCode::FORBIDDEN);
     }
 }
 

@@ -45,3 +45,14 @@ impl AuthUser {
         self.role == Role::Superuser
     }
 }
+
+/// Where first-run setup stands, as the setup and sign-in pages show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetupStatus {
+    /// No superuser exists and the address's token is the one the server printed.
+    Open,
+    /// No superuser exists, but the address carries no token or another one.
+    WrongToken,
+    /// A superuser exists: setup is over, sign in instead.
+    Done,
+}

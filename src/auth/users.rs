@@ -70,9 +70,21 @@ fn email_taken(email: &Email) -> AppError {
 /// when two creations of the same address race.
 pub async fn create_user(db: &Db, email: &Email, role: Role, hash: &PasswordHash) -> Result<AuthUser, AppError> {
     let mut tx = db.begin_write().await?;
+    let user = insert_user(&mut tx, email, role, hash).await?;
+    tx.commit().await.map_err(taken_or(|| email_taken(email)))?;
+    Ok(user)
+}
+
+/// Inserts a user inside a write transaction (see [`create_user`]).
+pub async fn insert_user(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    email: &Email,
+    role: Role,
+    hash: &PasswordHash,
+) -> Result<AuthUser, AppError> {
     let taken = sqlx::query("SELECT id FROM users WHERE email = $1")
         .bind(email.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .is_some();
     if taken {
@@ -85,11 +97,10 @@ pub async fn create_user(db: &Db, email: &Email, role: Role, hash: &PasswordHash
     .bind(hash.as_str())
     .bind(role.as_str())
     .bind(format_ts(Utc::now()))
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(taken_or(|| email_taken(email)))?;
     let id: i64 = row.try_get("id")?;
-    tx.commit().await.map_err(taken_or(|| email_taken(email)))?;
     Ok(AuthUser { id, email: email.as_str().to_string(), role })
 }
 

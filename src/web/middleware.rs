@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Router;
 use tower_sessions::Session;
 
-use crate::auth::api::{CurrentUser, Login, Logout};
+use crate::auth::api::{CurrentUser, FirstSuperuser, Login, Logout, SetupState};
 use crate::auth::session::{session_user, RequestUser};
 use crate::auth::types::Role;
 use crate::error::AppError;
@@ -75,9 +75,10 @@ async fn guard_pages(req: Request, next: Next) -> Response {
 }
 
 /// Paths of the server functions that anonymous visitors may call.
-pub fn public_server_fn_paths() -> [&'static str; 3] {
+pub fn public_server_fn_paths() -> [&'static str; 5] {
     use leptos::server_fn::ServerFn;
-    [Login::PATH, Logout::PATH, CurrentUser::PATH]
+    // First-run setup: the printed token is the credential.
+    [Login::PATH, Logout::PATH, CurrentUser::PATH, SetupState::PATH, FirstSuperuser::PATH]
 }
 
 /// Every registered server function: path and HTTP method. New ones appear here on their own.

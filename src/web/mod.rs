@@ -16,7 +16,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use crate::app::{shell, App};
 use crate::auth::session::RequestUser;
-use crate::auth::users::count_users;
+use crate::auth::setup::superuser_exists;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
@@ -88,11 +88,6 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 /// Opens and migrates the database, then serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), AppError> {
     let db = Db::open(&config.database_url).await?;
-    if count_users(&db).await? == 0 {
-        tracing::warn!(
-            "no users yet; create the first superuser with: runtime-policy user create EMAIL --role superuser (password on stdin)"
-        );
-    }
     let options = config.leptos_options.clone();
     let pkg = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
     if !pkg.join("runtime-policy.js").exists() {
@@ -108,6 +103,17 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         trust_proxy: config.trust_proxy,
     };
     let state = AppState::open(db, &config.database_url, options, settings).await?;
+    if !superuser_exists(&state.db).await? {
+        // Shown once, on the terminal that started the server; never logged.
+        let token = state.auth.setup.issue();
+        let host = if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        let origin = config.public_origin.clone().unwrap_or_else(|| format!("http://{host}"));
+        println!(
+            "\nFirst run: no superuser exists yet. To create one, open this address (it works once):\n\n    {}\n\nor run: runtime-policy user create EMAIL --role superuser\n",
+            paths::setup_href(&origin, &token)
+        );
+        tracing::warn!("no superuser yet: open the one-time setup address printed above, or use the CLI");
+    }
     state.auth.sessions.spawn_cleanup();
     let instance = Instance::register(&state.policy).await?;
     spawn_instance_heartbeat(instance.clone(), state.policy.clone());

@@ -64,7 +64,10 @@ impl Caller {
         }
         let mut req = req.body(Body::from(body)).unwrap();
         req.extensions_mut().insert(ConnectInfo(SocketAddr::from((self.ip, 40000))));
-        let res = self.app.clone().oneshot(req).await.unwrap();
+        let res = match tokio::time::timeout(std::time::Duration::from_secs(20), self.app.clone().oneshot(req)).await {
+            Ok(res) => res.unwrap(),
+            Err(_) => panic!("{method} {path} got no answer within 20 s"),
+        };
         let status = res.status();
         let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
         let retry_after = res.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
@@ -182,6 +185,16 @@ const SERVER_FN_CASES: &[Case] = &[
     // Ends only the caller's own session; the table check below still sees nothing changed.
     Case { path: "/api/logout", body: "", anonymous: 200, member: 200, superuser: 200 },
     Case { path: "/api/current_user", body: "", anonymous: 200, member: 200, superuser: 200 },
+    // First-run setup: public, the printed token is the credential; once a superuser exists
+    // (as here) it is refused whoever calls.
+    Case { path: "/api/setup_state", body: "token=nope", anonymous: 200, member: 200, superuser: 200 },
+    Case {
+        path: "/api/first_superuser",
+        body: "token=nope&email=new%40example.com&password=long+enough+pw&password_again=long+enough+pw",
+        anonymous: 403,
+        member: 403,
+        superuser: 403,
+    },
     // Policy functions: superusers only. The superuser's call is one the store turns down
     // (out of range, nothing to reset, no such audit row), so the table check still holds.
     Case { path: "/api/settings_data", body: "category=worker", anonymous: 401, member: 403, superuser: 200 },
@@ -201,6 +214,7 @@ const PAGE_CASES: &[(&str, u16, u16, u16)] = &[
     ("/app/settings/superuser/worker", 303, 403, 200),
     ("/app/settings/superuser/audit", 303, 403, 200),
     ("/login", 200, 200, 200),
+    ("/setup?token=nope", 403, 403, 403),
 ];
 
 /// Where `/` sends each caller: superusers (and anonymous visitors, on their way to sign in) to
@@ -284,7 +298,9 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
                 Who::Anonymous if a == 303 => {
                     assert_eq!(r.location.as_deref(), Some(login_href(path).as_str()));
                 }
-                Who::Member if m == 403 => assert!(r.body.contains("data-testid=\"forbidden\""), "{}", r.body),
+                Who::Member if m == 403 && path.starts_with("/app/") => {
+                    assert!(r.body.contains("data-testid=\"forbidden\""), "{}", r.body)
+                }
                 Who::Superuser if path.starts_with("/app/settings/superuser") => {
                     for label in ["Models", "Worker execution", "Optimization", "Upload", "Audit log"] {
                         assert!(r.body.contains(label), "nav lacks {label}");
@@ -883,5 +899,60 @@ on_both_backends!(a_settings_page_rendered_with_an_error_is_not_kept, |t| {
     assert_eq!(fine.status, StatusCode::OK);
     assert!(!fine.body.contains(runtime_policy::ui::RENDER_ERROR_ATTR), "{}", fine.body);
     assert!(fine.body.contains("effective=3 (source=default)"), "{}", fine.body);
+    t.finish().await;
+});
+
+on_both_backends!(first_run_setup_creates_one_superuser_once, |t| {
+    let state = t.state().await;
+    let app = router(state.clone());
+    // A member made with the CLI, no superuser yet: the server issues a token at start.
+    add_user(&state, MEMBER, Role::Member).await;
+    let token = state.auth.setup.issue();
+    let pw = "first superuser pw";
+    let mut visitor = Caller::new(&app, [10, 0, 0, 20]);
+    let login = visitor.get("/login").await;
+    assert!(login.body.contains("first-run-hint"), "{}", login.body);
+
+    let wrong = visitor.get("/setup?token=nope").await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert!(wrong.body.contains("setup-refused"), "{}", wrong.body);
+    let open = visitor.get(&format!("/setup?token={token}")).await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert!(open.body.contains("setup-email"), "{}", open.body);
+
+    let send = |token: &str, email: &str, again: &str| {
+        form(&[("token", token), ("email", email), ("password", pw), ("password_again", again)])
+    };
+    let before = snapshot(&state).await;
+    let r = visitor.post("/api/first_superuser", &send("nope", "first@example.com", pw)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = visitor.post("/api/first_superuser", &send(&token, "first@example.com", "another password")).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("password_again"), "{}", r.body);
+    let r = visitor.post("/api/first_superuser", &send(&token, MEMBER.0, pw)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("EMAIL"), "{}", r.body);
+    assert_eq!(snapshot(&state).await, before, "a refused setup writes nothing");
+
+    // The same form sent twice at once: one superuser, one refusal.
+    let mut other = Caller::new(&app, [10, 0, 0, 21]);
+    let (first, second) = (send(&token, "first@example.com", pw), send(&token, "second@example.com", pw));
+    let (a, b) = tokio::join!(visitor.post("/api/first_superuser", &first), other.post("/api/first_superuser", &second));
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 403], "{} / {}", a.body, b.body);
+    let supers: Vec<_> = list_users(&state.db).await.unwrap().into_iter().filter(|u| u.user.role == Role::Superuser).collect();
+    assert_eq!(supers.len(), 1, "{supers:?}");
+    // The winner is signed in and lands on the settings.
+    let (winner, body) = if a.status == StatusCode::OK { (&mut visitor, a.body) } else { (&mut other, b.body) };
+    assert!(body.contains(paths::SETTINGS), "{body}");
+    assert_eq!(winner.get(paths::SETTINGS).await.status, StatusCode::OK);
+
+    // Used up, and closed for good now that a superuser exists, even with a new token.
+    let r = visitor.post("/api/first_superuser", &send(&token, "third@example.com", pw)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let fresh = state.auth.setup.issue();
+    assert_eq!(visitor.get(&format!("/setup?token={fresh}")).await.status, StatusCode::FORBIDDEN);
+    assert!(!Caller::new(&app, [10, 0, 0, 22]).get("/login").await.body.contains("first-run-hint"));
     t.finish().await;
 });

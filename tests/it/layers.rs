@@ -43,6 +43,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("auth::guard", 2),
     ("auth::password", 2),
     ("auth::session", 2),
+    ("auth::setup", 2),
     ("auth::signin", 2),
     ("auth::token", 2),
     ("auth::types", 2),
