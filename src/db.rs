@@ -96,6 +96,17 @@ impl Db {
         parse_ts(&text).ok_or_else(|| AppError::Internal(format!("the database clock reads \"{text}\"")))
     }
 
+    /// True when every migration this build carries is applied (another instance may have
+    /// applied newer ones).
+    pub async fn migrations_applied(&self) -> Result<bool, AppError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?;
+        Ok(migrator.iter().all(|m| applied.contains(&m.version)))
+    }
+
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

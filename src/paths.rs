@@ -13,6 +13,9 @@ pub const SETTINGS: &str = "/app/settings/superuser";
 pub const RUNS: &str = "/app/runs";
 /// Liveness: 200 while the database answers.
 pub const HEALTHZ: &str = "/healthz";
+/// Readiness: 200 while the database answers, every migration is applied and the server is not
+/// stopping.
+pub const READYZ: &str = "/readyz";
 /// Downloads of the audit log.
 pub const AUDIT_EXPORT_CSV: &str = "/api/v1/audit/export.csv";
 pub const AUDIT_EXPORT_JSON: &str = "/api/v1/audit/export.json";

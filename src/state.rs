@@ -34,6 +34,22 @@ pub struct AppState {
     pub policy: PolicyStore,
     pub leptos_options: LeptosOptions,
     pub auth: AuthServices,
+    /// Set once the server has been asked to stop: readiness fails while requests drain.
+    pub stopping: Stopping,
+}
+
+/// Whether the server is stopping, shared by every clone of the state.
+#[derive(Clone, Debug, Default)]
+pub struct Stopping(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stopping {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl AppState {
@@ -49,6 +65,7 @@ impl AppState {
             policy: PolicyStore::from_process_env(db.clone()),
             db,
             leptos_options,
+            stopping: Stopping::default(),
             auth: AuthServices { hasher, waits: Waits::default(), sessions, settings, setup: SetupToken::default() },
         })
     }

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
 pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     let mut routes = vec![
         (paths::HEALTHZ, Method::GET, get(healthz)),
+        (paths::READYZ, Method::GET, get(readyz)),
         (paths::AUDIT_EXPORT_CSV, Method::GET, get(crate::settings::export::export_csv)),
         (paths::AUDIT_EXPORT_JSON, Method::GET, get(crate::settings::export::export_json)),
     ];
@@ -82,6 +83,19 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    }
+}
+
+/// 200 while this instance should get traffic: the database answers, every migration this
+/// build carries is applied, and the server is not stopping; else 503 saying which.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.stopping.get() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping");
+    }
+    match state.db.migrations_applied().await {
+        Ok(true) => (StatusCode::OK, "ready"),
+        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations not applied"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     }
 }
 
@@ -119,13 +133,20 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     spawn_instance_heartbeat(instance.clone(), state.policy.clone());
     log_policy_warnings(&state.policy).await;
     let policy = state.policy.clone();
+    let stopping = state.stopping.clone();
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| AppError::Config(format!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}")))?;
     let limits = serve::ServeLimits::production();
     tracing::info!(max_connections = limits.max_connections, "listening on http://{addr}");
-    serve::serve_on(listener, app, limits, shutdown_signal()).await;
+    let stop = async move {
+        shutdown_signal().await;
+        // Readiness fails at once, so a load balancer stops sending while requests drain.
+        stopping.set();
+        tracing::info!("stopping: /readyz answers 503 while requests in flight finish");
+    };
+    serve::serve_on(listener, app, limits, stop).await;
     let _ = instance.leave(&policy).await;
     Ok(())
 }

@@ -224,6 +224,7 @@ const ROOT_CASES: [&str; 3] = ["/app/settings/superuser", "/app/runs", "/app/set
 /// API routes outside Leptos: the status each caller (with a session, not a worker token) gets.
 const API_CASES: &[(&str, u16, u16, u16)] = &[
     ("/healthz", 200, 200, 200),
+    (paths::READYZ, 200, 200, 200),
     (paths::AUDIT_EXPORT_CSV, 401, 403, 200),
     (paths::AUDIT_EXPORT_JSON, 401, 403, 200),
     // The worker API takes a bearer token, never a session.

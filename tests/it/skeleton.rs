@@ -33,6 +33,35 @@ on_both_backends!(health_reports_an_unavailable_database, |t| {
     t.finish().await;
 });
 
+/// GET `path` on an app over `state`: status and body.
+async fn get_on(state: &runtime_policy::state::AppState, path: &str) -> (StatusCode, String) {
+    let res = router(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+    let status = res.status();
+    (status, String::from_utf8_lossy(&to_bytes(res.into_body(), 1 << 20).await.unwrap()).into_owned())
+}
+
+on_both_backends!(readiness_needs_the_database_every_migration_and_no_stop, |t| {
+    let path = runtime_policy::paths::READYZ;
+    let state = t.state().await;
+    assert_eq!(get_on(&state, path).await, (StatusCode::OK, "ready".to_string()));
+    // Asked to stop: not ready, while liveness still answers.
+    state.stopping.set();
+    let not_ready = |reason: &str| (StatusCode::SERVICE_UNAVAILABLE, format!("{{\"error\":\"{reason}\",\"status\":503}}"));
+    assert_eq!(get_on(&state, path).await, not_ready("stopping"));
+    assert_eq!(get_on(&state, "/healthz").await.0, StatusCode::OK);
+    // A migration this build carries is missing.
+    let state = t.state().await;
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(get_on(&state, path).await, not_ready("migrations not applied"));
+    // The database is gone.
+    t.db.pool.close().await;
+    assert_eq!(get_on(&state, path).await, not_ready("database unavailable"));
+    t.finish().await;
+});
+
 on_both_backends!(settings_page_renders_on_the_server, |t| {
     let (status, location, _) = get(&t, "/").await;
     assert!(status.is_redirection(), "{status}");
