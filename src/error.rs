@@ -104,7 +104,13 @@ impl AppError {
         }
     }
 
+    /// A fault of ours. Inside a request the sentence names the request's id, which is in the
+    /// request's log line and in the log line of the fault.
     pub fn internal() -> AppError {
+        #[cfg(feature = "ssr")]
+        if let Some(id) = crate::request_id::current() {
+            return AppError::Internal(format!("Internal error; the server log has the details under request id {id}."));
+        }
         AppError::Internal(INTERNAL_MESSAGE.into())
     }
 
@@ -375,11 +381,11 @@ mod ssr {
             }
             match e {
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                    tracing::error!(error = %e, "database unavailable");
+                    tracing::error!(error = %e, request_id = crate::request_id::current(), "database unavailable");
                     AppError::Unavailable("The database is not answering; try again in a moment.".into())
                 }
                 e => {
-                    tracing::error!(error = %e, "database error");
+                    tracing::error!(error = %e, request_id = crate::request_id::current(), "database error");
                     AppError::internal()
                 }
             }
@@ -388,7 +394,7 @@ mod ssr {
 
     impl From<tower_sessions::session::Error> for AppError {
         fn from(e: tower_sessions::session::Error) -> Self {
-            tracing::error!(error = %e, "session store error");
+            tracing::error!(error = %e, request_id = crate::request_id::current(), "session store error");
             AppError::internal()
         }
     }

@@ -11,6 +11,8 @@ pub mod paths;
 
 #[cfg(feature = "ssr")]
 pub mod context;
+#[cfg(feature = "ssr")]
+pub mod request_id;
 
 pub mod policy;
 

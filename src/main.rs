@@ -78,13 +78,27 @@ fn main() -> ExitCode {
         None | Some(Command::Serve) => "info,sqlx=warn",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // LOG_FORMAT=json: one JSON object per line, with the request span's fields (its id).
+    match std::env::var("LOG_FORMAT").as_deref() {
+        Err(_) | Ok("") | Ok("text") => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        }
+        Ok("json") => {
+            tracing_subscriber::fmt()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+        }
+        Ok(other) => {
+            eprintln!("runtime-policy: LOG_FORMAT: expected text or json, got {other:?}");
+            return Exit::Failure.into();
+        }
+    }
 
     let result = Config::from_env().and_then(|config| {
         let runtime = tokio::runtime::Builder::new_multi_thread()

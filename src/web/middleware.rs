@@ -30,13 +30,14 @@ pub fn session_layers(router: Router, state: &AppState) -> Router {
 }
 
 /// Wraps everything (static files included) in the layers every answer goes through,
-/// outermost first: security headers, compression, body limits.
+/// outermost first: the request log (and id), security headers, compression, body limits.
 pub fn edge_layers(router: Router, state: &AppState) -> Router {
     router
         .layer(axum::middleware::from_fn(super::limits::limit_bodies))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::compression::CompressionLayer::new().br(true).gzip(true))
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::headers::security_headers))
+        .layer(axum::middleware::from_fn(super::request_log::log_requests))
 }
 
 /// Loads the signed-in user from the database on every request (so a disabled user is out at
@@ -49,6 +50,9 @@ async fn load_user(State(state): State<AppState>, mut req: Request, next: Next) 
         },
         None => None,
     };
+    if let Some(u) = &user {
+        tracing::Span::current().record("user", u.id);
+    }
     req.extensions_mut().insert(RequestUser(user));
     next.run(req).await
 }

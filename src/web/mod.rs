@@ -5,6 +5,7 @@ pub mod headers;
 pub mod limits;
 pub mod middleware;
 pub mod page_cache;
+pub mod request_log;
 pub mod serve;
 
 use axum::extract::State;

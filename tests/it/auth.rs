@@ -30,6 +30,7 @@ struct Res {
     retry_after: Option<String>,
     set_cookie: Vec<String>,
     csp: Option<String>,
+    request_id: Option<String>,
     body: String,
 }
 
@@ -72,6 +73,7 @@ impl Caller {
         let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
         let retry_after = res.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
         let csp = res.headers().get(header::CONTENT_SECURITY_POLICY).map(|v| v.to_str().unwrap().to_string());
+        let request_id = res.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
         let set_cookie: Vec<String> =
             res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
         for c in &set_cookie {
@@ -83,7 +85,7 @@ impl Caller {
             }
         }
         let body = to_bytes(res.into_body(), 1 << 22).await.unwrap();
-        Res { status, location, retry_after, set_cookie, csp, body: String::from_utf8_lossy(&body).into_owned() }
+        Res { status, location, retry_after, set_cookie, csp, request_id, body: String::from_utf8_lossy(&body).into_owned() }
     }
 
     async fn post(&mut self, path: &str, body: &str) -> Res {
@@ -893,6 +895,12 @@ on_both_backends!(a_settings_page_rendered_with_an_error_is_not_kept, |t| {
     sqlx::query("ALTER TABLE admin_runtime_policy RENAME TO admin_runtime_policy_away").execute(&state.db.pool).await.unwrap();
     let failed = su.get(page).await;
     assert!(failed.body.contains(runtime_policy::ui::RENDER_ERROR_ATTR) && failed.body.contains("Internal error"), "{}", failed.body);
+    // The same fault through the server function: 500, and the sentence names the request's id.
+    let res = su.post("/api/settings_data", "category=worker").await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", res.body);
+    let id = res.request_id.clone().expect("every answer has a request id");
+    assert!(res.body.contains(&format!("request id {id}")), "{}", res.body);
+    assert!(failed.body.contains(&format!("request id {}", failed.request_id.clone().unwrap())), "{}", failed.body);
     sqlx::query("ALTER TABLE admin_runtime_policy_away RENAME TO admin_runtime_policy").execute(&state.db.pool).await.unwrap();
     // At the same policy revision, the next request renders the page again instead of
     // answering the failed one.

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("error", 0),
     ("context", 0),
     ("config", 0),
+    ("request_id", 0),
     ("db", 0),
     ("policy", 1),
     ("policy::audit", 1),
@@ -77,6 +78,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("web::limits", 7),
     ("web::middleware", 7),
     ("web::page_cache", 7),
+    ("web::request_log", 7),
     ("web::serve", 7),
 ];
 

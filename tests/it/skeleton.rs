@@ -260,3 +260,59 @@ on_both_backends!(bundle_files_come_compressed_and_hashed_before_any_session_wor
     assert_eq!(runtime_policy::config::bundle_dir(site.path()), "pkg");
     t.finish().await;
 });
+
+/// Log lines written by the app while a test runs on one thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_request_has_an_id_and_one_log_line_without_secrets() {
+    let t = TestDb::new(runtime_policy::config::Backend::Sqlite).await;
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_env_filter("info")
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = router(t.state().await);
+    let send = |id: Option<&str>, path: &str| {
+        let mut req = Request::get(path).header("cookie", "rp_session=secret-cookie-value");
+        if let Some(id) = id {
+            req = req.header("x-request-id", id);
+        }
+        app.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+
+    // A well-formed id is kept; a missing or malformed one is replaced by a new one.
+    let res = send(Some("trace-me-1"), "/setup?token=secret-token-value").await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-me-1");
+    let fresh = send(None, "/healthz").await.unwrap().headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(fresh.len(), 16, "{fresh}");
+    let replaced = send(Some("has spaces/and a slash"), "/healthz").await.unwrap().headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(replaced.len(), 16, "{replaced}");
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("\"target\":\"http\"")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let setup = lines.iter().find(|l| l.contains("trace-me-1")).expect("the id is in the line");
+    assert!(setup.contains("\"method\":\"GET\"") && setup.contains("\"route\":\"/setup\"") && setup.contains("\"status\":403"), "{setup}");
+    assert!(lines.iter().any(|l| l.contains(&fresh)), "{text}");
+    // Never the query, a cookie or a token.
+    for secret in ["secret-token-value", "secret-cookie-value", "rp_session"] {
+        assert!(!text.contains(secret), "{secret} in the log: {text}");
+    }
+    t.finish().await;
+}
