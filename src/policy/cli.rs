@@ -40,6 +40,12 @@ pub enum PolicyCommand {
         #[arg(long)]
         expect_version: Option<i64>,
     },
+    /// Write the key reference (Markdown) from the registry; needs no database.
+    Docs {
+        /// Where to write it.
+        #[arg(long, default_value = super::docs::DEFAULT_PATH)]
+        out: String,
+    },
     /// The audit log, newest first, for one key or all.
     History {
         key: Option<String>,
@@ -60,6 +66,7 @@ fn known(key: &str) -> Result<(), AppError> {
 
 pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, AppError> {
     match cmd {
+        PolicyCommand::Docs { out } => super::docs::write(&out),
         PolicyCommand::List { json } => {
             let all = store.resolve().await?;
             if json {

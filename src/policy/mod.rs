@@ -13,6 +13,8 @@ pub mod cache;
 #[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
+pub mod docs;
+#[cfg(feature = "ssr")]
 pub mod instances;
 #[cfg(feature = "ssr")]
 pub mod store;

@@ -196,3 +196,26 @@ fn worker_tokens_are_printed_once_listed_and_revoked() {
     one_line_error(&run(&db, &["token", "create", "x", "--scope", "runs:delete"], ""), 2, "--scope: must be runs:create, runs:work or snapshot:read");
     one_line_error(&run(&db, &["token", "create", "x", "--run", "3"], ""), 2, "--run: a token bound to one run cannot create runs");
 }
+
+#[test]
+fn the_committed_key_reference_is_what_the_registry_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keys.md");
+    // No database is needed: an unreachable one must not matter.
+    let run = bin()
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .args(["policy", "docs", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written, runtime_policy::policy::docs::key_reference());
+    for spec in runtime_policy::policy::REGISTRY {
+        assert!(written.contains(&format!("`{}`", spec.env_var())), "{} lacks its env variable", spec.key);
+    }
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy-keys.md")).unwrap_or_default();
+    assert!(
+        committed == written,
+        "docs/policy-keys.md differs from the registry: run `runtime-policy policy docs` and commit the file"
+    );
+}

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("policy::audit", 1),
     ("policy::cache", 1),
     ("policy::cli", 1),
+    ("policy::docs", 1),
     ("policy::instances", 1),
     ("policy::parse", 1),
     ("policy::registry", 1),
