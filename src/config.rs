@@ -97,6 +97,23 @@ pub struct Config {
     /// Take the client address for sign-in throttling from the last `X-Forwarded-For` entry
     /// (only behind a proxy that sets it; otherwise clients could pick their own address).
     pub trust_proxy: bool,
+    /// Who may read `/metrics` without a superuser's session.
+    pub metrics_access: MetricsAccess,
+}
+
+/// `/metrics` without a session: clients at one of `allow` (`METRICS_ALLOW`, comma-separated
+/// addresses; default loopback), or a bearer token whose SHA-256 is `token_sha256`
+/// (`METRICS_TOKEN`).
+#[derive(Clone, Debug)]
+pub struct MetricsAccess {
+    pub allow: Vec<std::net::IpAddr>,
+    pub token_sha256: Option<String>,
+}
+
+impl Default for MetricsAccess {
+    fn default() -> Self {
+        MetricsAccess { allow: vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()], token_sha256: None }
+    }
 }
 
 /// The folder of the current bundle under the site root: `pkg/<hash>` as `pkg/current` names it
@@ -185,6 +202,25 @@ impl Config {
             }
         };
 
+        let mut metrics_access = MetricsAccess::default();
+        if let Some(list) = get("METRICS_ALLOW") {
+            metrics_access.allow = list
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    a.parse().map_err(|_| AppError::Config(format!("METRICS_ALLOW: \"{a}\" is not an IP address (a comma-separated list of addresses)")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(token) = get("METRICS_TOKEN").filter(|t| !t.is_empty()) {
+            if token.len() < 16 {
+                return Err(AppError::Config("METRICS_TOKEN: must be at least 16 characters".into()));
+            }
+            use sha2::Digest;
+            metrics_access.token_sha256 = Some(hex::encode(sha2::Sha256::digest(token.as_bytes())));
+        }
+
         let pkg_dir = bundle_dir(std::path::Path::new(&site_root));
         let leptos_options = LeptosOptions::builder()
             .output_name("runtime-policy")
@@ -193,7 +229,7 @@ impl Config {
             .site_addr(site_addr)
             .env(env)
             .build();
-        Ok(Config { database_url, leptos_options, cookie_secure, public_origin, trust_proxy })
+        Ok(Config { database_url, leptos_options, cookie_secure, public_origin, trust_proxy, metrics_access })
     }
 }
 
@@ -242,6 +278,20 @@ mod tests {
         assert!(e.to_string().starts_with("LEPTOS_SITE_ADDR:"), "{e}");
         let e = Config::from_lookup(lookup(&[("LEPTOS_ENV", "staging")])).unwrap_err();
         assert!(e.to_string().starts_with("LEPTOS_ENV:"), "{e}");
+    }
+
+    #[test]
+    fn metrics_access_is_loopback_by_default_and_parsed_strictly() {
+        let c = Config::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(c.metrics_access.allow.len(), 2);
+        assert!(c.metrics_access.token_sha256.is_none());
+        let c = Config::from_lookup(lookup(&[("METRICS_ALLOW", "10.0.0.5, ::1"), ("METRICS_TOKEN", "a-long-enough-token")])).unwrap();
+        assert_eq!(c.metrics_access.allow, vec!["10.0.0.5".parse::<std::net::IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert!(c.metrics_access.token_sha256.is_some());
+        let e = Config::from_lookup(lookup(&[("METRICS_ALLOW", "10.0.0.0/8")])).unwrap_err();
+        assert!(e.to_string().starts_with("METRICS_ALLOW:"), "{e}");
+        let e = Config::from_lookup(lookup(&[("METRICS_TOKEN", "short")])).unwrap_err();
+        assert!(e.to_string().starts_with("METRICS_TOKEN:"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// What the app counts for `/metrics` (`metrics.rs`): every holder of the database can count.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Db {
@@ -64,7 +66,7 @@ impl Db {
         if let Some(path) = &url.sqlite_path {
             owner_only(path);
         }
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, metrics: Default::default() })
     }
 
     /// Connects and brings the schema up to date.

@@ -12,6 +12,8 @@ pub mod paths;
 #[cfg(feature = "ssr")]
 pub mod context;
 #[cfg(feature = "ssr")]
+pub mod metrics;
+#[cfg(feature = "ssr")]
 pub mod request_id;
 
 pub mod policy;

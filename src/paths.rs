@@ -16,6 +16,8 @@ pub const HEALTHZ: &str = "/healthz";
 /// Readiness: 200 while the database answers, every migration is applied and the server is not
 /// stopping.
 pub const READYZ: &str = "/readyz";
+/// Counters and latencies in the Prometheus text format.
+pub const METRICS: &str = "/metrics";
 /// Downloads of the audit log.
 pub const AUDIT_EXPORT_CSV: &str = "/api/v1/audit/export.csv";
 pub const AUDIT_EXPORT_JSON: &str = "/api/v1/audit/export.json";

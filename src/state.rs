@@ -36,6 +36,8 @@ pub struct AppState {
     pub auth: AuthServices,
     /// Set once the server has been asked to stop: readiness fails while requests drain.
     pub stopping: Stopping,
+    /// Who may read `/metrics` without a superuser's session.
+    pub metrics_access: crate::config::MetricsAccess,
 }
 
 /// Whether the server is stopping, shared by every clone of the state.
@@ -66,6 +68,7 @@ impl AppState {
             db,
             leptos_options,
             stopping: Stopping::default(),
+            metrics_access: Default::default(),
             auth: AuthServices { hasher, waits: Waits::default(), sessions, settings, setup: SetupToken::default() },
         })
     }

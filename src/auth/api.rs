@@ -26,7 +26,14 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
         AppError::internal()
     })?;
     let client = client_address(&parts, settings.trust_proxy);
-    let user = authenticate(&db, &hasher, &waits, &email, &password, &client).await?;
+    let attempt = authenticate(&db, &hasher, &waits, &email, &password, &client).await;
+    let outcome = match &attempt {
+        Ok(_) => "success",
+        Err(e) if e.status_code() == 429 => "throttled",
+        Err(_) => "failure",
+    };
+    db.metrics.inc("sign_ins_total", &[("outcome", outcome)]);
+    let user = attempt?;
     start_session(&session, &user).await?;
     tracing::info!(user = user.email, "signed in");
     let target = match next.as_deref().filter(|n| !n.is_empty()) {

@@ -242,9 +242,25 @@ impl PolicyStore {
         reason: Option<&str>,
     ) -> Result<WriteOutcome, AppError> {
         let s = spec(key).ok_or_else(|| unknown_key(key))?;
-        let parsed = parse(s)?;
-        let reason = check_reason(reason)?;
-        self.write(actor, s, Some(parsed), expected_version, reason, AuditAction::Update, None).await
+        let outcome = match (parse(s), check_reason(reason)) {
+            (Ok(parsed), Ok(reason)) => self.write(actor, s, Some(parsed), expected_version, reason, AuditAction::Update, None).await,
+            (Err(e), _) => Err(e.into()),
+            (_, Err(e)) => Err(e),
+        };
+        self.count(s.key, &outcome);
+        outcome
+    }
+
+    /// Counts a change's outcome for `/metrics`, by key.
+    fn count(&self, key: &str, outcome: &Result<WriteOutcome, AppError>) {
+        let name = match outcome {
+            Ok(WriteOutcome::Changed { .. }) => "policy_saves_total",
+            Ok(WriteOutcome::Conflict(_)) => "policy_conflicts_total",
+            Ok(WriteOutcome::Unchanged) => "policy_noops_total",
+            Err(e) if e.status_code() == 422 => "policy_refusals_total",
+            Err(_) => return,
+        };
+        self.db.metrics.inc(name, &[("key", key)]);
     }
 
     /// Removes the admin value; the key falls back to env or default.
@@ -256,8 +272,12 @@ impl PolicyStore {
         reason: Option<&str>,
     ) -> Result<WriteOutcome, AppError> {
         let s = spec(key).ok_or_else(|| unknown_key(key))?;
-        let reason = check_reason(reason)?;
-        self.write(actor, s, None, expected_version, reason, AuditAction::Reset, None).await
+        let outcome = match check_reason(reason) {
+            Ok(reason) => self.write(actor, s, None, expected_version, reason, AuditAction::Reset, None).await,
+            Err(e) => Err(e),
+        };
+        self.count(s.key, &outcome);
+        outcome
     }
 
     /// Restores the value a key had after audit row `audit_id` (its `to`); itself a new,
@@ -284,7 +304,9 @@ impl PolicyStore {
             Some(json) => Some(s.parse_json(&json)?),
             None => None,
         };
-        self.write(actor, s, target, expected_version, reason, AuditAction::Revert, Some(audit_id)).await
+        let outcome = self.write(actor, s, target, expected_version, reason, AuditAction::Revert, Some(audit_id)).await;
+        self.count(s.key, &outcome);
+        outcome
     }
 
     #[allow(clippy::too_many_arguments)]

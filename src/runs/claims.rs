@@ -159,6 +159,7 @@ pub async fn claim(db: &Db, run_id: i64, holder: Holder<'_>, lease: Duration, no
     let finished = counts.try_get::<i64, _>("blocks_done")? + counts.try_get::<i64, _>("blocks_failed")?
         >= counts.try_get::<i64, _>("block_count")?;
     tx.commit().await?;
+    db.metrics.add("block_claims_total", &[], blocks.len() as u64);
     Ok(Claim { run_id, batch_size, blocks, lease_expires_at: expires, snapshot_sha256: run.sha256, finished })
 }
 
@@ -210,6 +211,7 @@ pub async fn complete(
     }
     count_finished(&mut tx, run_id, 1, 0).await?;
     tx.commit().await?;
+    db.metrics.inc("block_completions_total", &[]);
     Ok(BlockOutcome { block_uid: uid.to_string(), state: BlockState::Done, attempts: attempt })
 }
 
@@ -257,5 +259,6 @@ pub async fn fail(
         count_finished(&mut tx, run_id, 0, 1).await?;
     }
     tx.commit().await?;
+    db.metrics.inc("block_failures_total", &[]);
     Ok(BlockOutcome { block_uid: uid.to_string(), state, attempts: attempt })
 }

@@ -93,6 +93,7 @@ pub async fn create_run(store: &PolicyStore, creator: &Creator, blocks: &NewBloc
     }
     tx.commit().await?;
     tracing::info!(run = id, by = %creator.label, blocks = blocks.len(), revision, "run created");
+    store.db.metrics.inc("runs_created_total", &[]);
     Ok(CreatedRun { id, snapshot_sha256: sha, policy_revision: revision, block_count: blocks.len() as i64 })
 }
 

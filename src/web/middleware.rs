@@ -37,7 +37,7 @@ pub fn edge_layers(router: Router, state: &AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::compression::CompressionLayer::new().br(true).gzip(true))
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::headers::security_headers))
-        .layer(axum::middleware::from_fn(super::request_log::log_requests))
+        .layer(axum::middleware::from_fn_with_state(state.db.metrics.clone(), super::request_log::log_requests))
 }
 
 /// Loads the signed-in user from the database on every request (so a disabled user is out at

@@ -62,6 +62,7 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     let mut routes = vec![
         (paths::HEALTHZ, Method::GET, get(healthz)),
         (paths::READYZ, Method::GET, get(readyz)),
+        (paths::METRICS, Method::GET, get(metrics)),
         (paths::AUDIT_EXPORT_CSV, Method::GET, get(crate::settings::export::export_csv)),
         (paths::AUDIT_EXPORT_JSON, Method::GET, get(crate::settings::export::export_json)),
     ];
@@ -100,6 +101,55 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The Prometheus text format, for a superuser's session, a client at one of `METRICS_ALLOW`,
+/// or the `METRICS_TOKEN` bearer token; 403 for anyone else.
+async fn metrics(
+    State(state): State<AppState>,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    user: Option<Extension<RequestUser>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let superuser = user.and_then(|Extension(u)| u.0).is_some_and(|u| u.is_superuser());
+    let from_allowed = peer.is_some_and(|Extension(p)| state.metrics_access.allow.contains(&p.0.ip().to_canonical()));
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(crate::db::sha256_hex);
+    let with_token = bearer.is_some() && bearer == state.metrics_access.token_sha256;
+    if !(superuser || from_allowed || with_token) {
+        return AppError::Forbidden(
+            "Metrics are readable by a superuser, from the addresses in METRICS_ALLOW, or with METRICS_TOKEN.".into(),
+        )
+        .into_response();
+    }
+    let mut gauges = Vec::new();
+    let pool = &state.db.pool;
+    gauges.push(crate::metrics::Gauge {
+        name: "db_pool_connections",
+        help: "Database connections open (in use and idle).",
+        values: vec![(vec![], pool.size() as f64)],
+    });
+    gauges.push(crate::metrics::Gauge {
+        name: "db_pool_idle_connections",
+        help: "Database connections open and idle.",
+        values: vec![(vec![], pool.num_idle() as f64)],
+    });
+    if let Ok(rows) = sqlx::query("SELECT state, COUNT(*) AS n FROM blocks GROUP BY state").fetch_all(pool).await {
+        use sqlx::Row;
+        let values = rows
+            .iter()
+            .filter_map(|r| Some((vec![("state", r.try_get::<String, _>("state").ok()?)], r.try_get::<i64, _>("n").ok()? as f64)))
+            .collect();
+        gauges.push(crate::metrics::Gauge { name: "blocks", help: "Blocks of every run, by state.", values });
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.db.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
 /// Opens and migrates the database, then serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), AppError> {
     let db = Db::open(&config.database_url).await?;
@@ -117,7 +167,8 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         public_origin: config.public_origin.clone(),
         trust_proxy: config.trust_proxy,
     };
-    let state = AppState::open(db, &config.database_url, options, settings).await?;
+    let mut state = AppState::open(db, &config.database_url, options, settings).await?;
+    state.metrics_access = config.metrics_access.clone();
     if !superuser_exists(&state.db).await? {
         // Shown once, on the terminal that started the server; never logged.
         let token = state.auth.setup.issue();

@@ -227,6 +227,8 @@ const ROOT_CASES: [&str; 3] = ["/app/settings/superuser", "/app/runs", "/app/set
 const API_CASES: &[(&str, u16, u16, u16)] = &[
     ("/healthz", 200, 200, 200),
     (paths::READYZ, 200, 200, 200),
+    // From these test addresses (not loopback) only a superuser's session reads the metrics.
+    (paths::METRICS, 403, 403, 200),
     (paths::AUDIT_EXPORT_CSV, 401, 403, 200),
     (paths::AUDIT_EXPORT_JSON, 401, 403, 200),
     // The worker API takes a bearer token, never a session.
@@ -963,5 +965,59 @@ on_both_backends!(first_run_setup_creates_one_superuser_once, |t| {
     let fresh = state.auth.setup.issue();
     assert_eq!(visitor.get(&format!("/setup?token={fresh}")).await.status, StatusCode::FORBIDDEN);
     assert!(!Caller::new(&app, [10, 0, 0, 22]).get("/login").await.body.contains("first-run-hint"));
+    t.finish().await;
+});
+
+/// `/metrics` as Prometheus reads it: the value of `name` with `labels` (0 when absent).
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid text format");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+on_both_backends!(metrics_count_saves_conflicts_refusals_and_sign_ins, |t| {
+    let mut state = t.state().await;
+    add_user(&state, SUPER, Role::Superuser).await;
+    state.metrics_access.token_sha256 = Some(runtime_policy::db::sha256_hex("metrics-token-0123456789"));
+    let app = router(state.clone());
+    let mut su = Caller::new(&app, [10, 0, 0, 9]);
+    assert_eq!(su.login(SUPER.0, "wrong password here").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(su.login(SUPER.0, SUPER.1).await.status, StatusCode::OK);
+    let save = |value: &str, version: &str| form(&[("key", "worker.max_retries"), ("value", value), ("expected_version", version)]);
+    assert!(su.post("/api/save_policy", &save("5", "0")).await.body.contains("Saved"));
+    su.post("/api/save_policy", &save("6", "0")).await; // stale: a conflict
+    su.post("/api/save_policy", &save("99", "1")).await; // out of bounds: refused
+    su.post("/api/save_policy", &save("5", "1")).await; // already in force: a no-op
+
+    let res = su.get(paths::METRICS).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let text = res.body;
+    let key = [("key", "worker.max_retries")];
+    assert_eq!(metric(&text, "runtime_policy_policy_saves_total", &key), 1.0, "{text}");
+    assert_eq!(metric(&text, "runtime_policy_policy_conflicts_total", &key), 1.0, "{text}");
+    assert_eq!(metric(&text, "runtime_policy_policy_refusals_total", &key), 1.0, "{text}");
+    assert_eq!(metric(&text, "runtime_policy_policy_noops_total", &key), 1.0, "{text}");
+    assert_eq!(metric(&text, "runtime_policy_sign_ins_total", &[("outcome", "failure")]), 1.0, "{text}");
+    assert_eq!(metric(&text, "runtime_policy_sign_ins_total", &[("outcome", "success")]), 1.0, "{text}");
+    let saves = [("method", "POST"), ("route", "/api/save_policy"), ("status", "200")];
+    assert_eq!(metric(&text, "runtime_policy_http_requests_total", &saves), 4.0, "{text}");
+    assert!(metric(&text, "runtime_policy_db_pool_connections", &[]) >= 1.0, "{text}");
+    assert!(text.contains("runtime_policy_http_request_duration_seconds_bucket{route=\"/api/save_policy\",le=\"+Inf\"} 4"), "{text}");
+
+    // Without a session: the token, or a loopback address; nobody else.
+    let mut stranger = Caller::new(&app, [10, 0, 0, 50]);
+    assert_eq!(stranger.get(paths::METRICS).await.status, StatusCode::FORBIDDEN);
+    for (token, status) in [("Bearer metrics-token-0123456789", StatusCode::OK), ("Bearer wrong-token-0123456789", StatusCode::FORBIDDEN)] {
+        assert_eq!(stranger.send(Method::GET, paths::METRICS, "", &[("authorization", token)]).await.status, status, "{token}");
+    }
+    let mut local = Caller::new(&app, [127, 0, 0, 1]);
+    assert_eq!(local.get(paths::METRICS).await.status, StatusCode::OK);
     t.finish().await;
 });

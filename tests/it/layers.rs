@@ -28,6 +28,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("context", 0),
     ("config", 0),
     ("request_id", 0),
+    ("metrics", 0),
     ("db", 0),
     ("policy", 1),
     ("policy::audit", 1),
