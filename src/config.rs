@@ -130,6 +130,90 @@ pub fn bundle_dir(site_root: &std::path::Path) -> String {
     }
 }
 
+/// Every setting as a command-line flag that also reads its environment variable (a flag wins
+/// over the variable), so `runtime-policy serve --help` lists them all. Parsing and checking stay
+/// in [`Config::from_lookup`]; these are only its input.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ConfigArgs {
+    /// sqlite://PATH (created and migrated on first start) or postgres://USER:PASS@HOST:PORT/DB
+    #[arg(long, env = "DATABASE_URL", global = true, default_value = "sqlite://data/runtime-policy.db", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address and port to listen on.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", global = true, default_value = "127.0.0.1:3000")]
+    pub site_addr: Option<String>,
+    /// Folder holding the built site (pkg/ with the bundle and the stylesheet).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", global = true, default_value = "target/site")]
+    pub site_root: Option<String>,
+    /// PROD or DEV.
+    #[arg(long, env = "LEPTOS_ENV", global = true, default_value = "PROD")]
+    pub leptos_env: Option<String>,
+    /// Mark the session cookie Secure (default: true when --public-origin is https).
+    #[arg(long, env = "COOKIE_SECURE", global = true)]
+    pub cookie_secure: Option<String>,
+    /// The site's address as browsers see it, behind a reverse proxy (https://policy.example.com).
+    #[arg(long, env = "PUBLIC_ORIGIN", global = true)]
+    pub public_origin: Option<String>,
+    /// Take the client address for sign-in throttling from X-Forwarded-For (behind a proxy only).
+    #[arg(long, env = "TRUST_PROXY", global = true, default_value = "false")]
+    pub trust_proxy: Option<String>,
+    /// Comma-separated client addresses that may read /metrics without a session.
+    #[arg(long, env = "METRICS_ALLOW", global = true, default_value = "127.0.0.1,::1")]
+    pub metrics_allow: Option<String>,
+    /// Bearer token (16 characters or more) that may read /metrics from anywhere.
+    #[arg(long, env = "METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Log lines as text or json.
+    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "text")]
+    pub log_format: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The value of one setting by its variable's name.
+    pub fn get(&self, name: &str) -> Option<String> {
+        match name {
+            "DATABASE_URL" => self.database_url.clone(),
+            "LEPTOS_SITE_ADDR" => self.site_addr.clone(),
+            "LEPTOS_SITE_ROOT" => self.site_root.clone(),
+            "LEPTOS_ENV" => self.leptos_env.clone(),
+            "COOKIE_SECURE" => self.cookie_secure.clone(),
+            "PUBLIC_ORIGIN" => self.public_origin.clone(),
+            "TRUST_PROXY" => self.trust_proxy.clone(),
+            "METRICS_ALLOW" => self.metrics_allow.clone(),
+            "METRICS_TOKEN" => self.metrics_token.clone(),
+            "LOG_FORMAT" => self.log_format.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// The effective settings as `runtime-policy config` prints them: one `NAME=value` per
+    /// line, with the database password and the metrics token hidden.
+    pub fn describe(&self, args: &ConfigArgs) -> String {
+        let url = self.database_url.as_str();
+        let shown_url = match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            },
+            _ => url.to_string(),
+        };
+        let allow: Vec<String> = self.metrics_access.allow.iter().map(|a| a.to_string()).collect();
+        let mut out = String::new();
+        out.push_str(&format!("DATABASE_URL={shown_url}\n"));
+        out.push_str(&format!("LEPTOS_SITE_ADDR={}\n", self.leptos_options.site_addr));
+        out.push_str(&format!("LEPTOS_SITE_ROOT={}\n", self.leptos_options.site_root));
+        out.push_str(&format!("LEPTOS_ENV={:?}\n", self.leptos_options.env));
+        out.push_str(&format!("COOKIE_SECURE={}\n", self.cookie_secure));
+        out.push_str(&format!("PUBLIC_ORIGIN={}\n", self.public_origin.as_deref().unwrap_or("")));
+        out.push_str(&format!("TRUST_PROXY={}\n", self.trust_proxy));
+        out.push_str(&format!("METRICS_ALLOW={}\n", allow.join(",")));
+        out.push_str(&format!("METRICS_TOKEN={}\n", if self.metrics_access.token_sha256.is_some() { "(set, hidden)" } else { "" }));
+        out.push_str(&format!("LOG_FORMAT={}\n", args.log_format.as_deref().unwrap_or("text")));
+        out
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, AppError> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use runtime_policy::auth::cli::{TokenCommand, UserCommand};
-use runtime_policy::config::Config;
+use runtime_policy::config::{Config, ConfigArgs};
 use runtime_policy::db::Db;
 use runtime_policy::error::{AppError, Exit};
 use runtime_policy::policy::cli::PolicyCommand;
@@ -18,12 +18,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Runtime Policy: change how background workers behave, with validation, audit and provenance.
 ///
-/// Configuration comes from the environment: DATABASE_URL (default: the SQLite file
-/// data/runtime-policy.db), LEPTOS_SITE_ADDR (default 127.0.0.1:3000), LEPTOS_SITE_ROOT
-/// (default target/site) and COOKIE_SECURE (true behind TLS).
+/// Every setting is a flag that also reads its environment variable (the flag wins); `--help`
+/// on any command lists them with their defaults. The policy's env layer comes from POLICY__…
+/// variables, and RUST_LOG filters the log.
 #[derive(Parser)]
 #[command(name = "runtime-policy", version)]
 struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -34,6 +36,9 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Print the effective configuration (secrets hidden) and the policy's env layer with its
+    /// warnings; exits non-zero when something is invalid.
+    Config,
     /// Read and change the runtime policy (writes are validated and audited).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -81,8 +86,8 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // LOG_FORMAT=json: one JSON object per line, with the request span's fields (its id).
-    match std::env::var("LOG_FORMAT").as_deref() {
-        Err(_) | Ok("") | Ok("text") => {
+    match cli.config.log_format.as_deref().ok_or(()) {
+        Err(()) | Ok("") | Ok("text") => {
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
         }
         Ok("json") => {
@@ -100,7 +105,28 @@ fn main() -> ExitCode {
         }
     }
 
-    let result = Config::from_env().and_then(|config| {
+    let args = cli.config.clone();
+    let config = Config::from_lookup(|name| args.get(name));
+    if let Some(Command::Config) = cli.command {
+        return match config {
+            Ok(config) => {
+                write_out(&config.describe(&args));
+                let (report, problems) = runtime_policy::policy::cli::env_layer_report();
+                write_out(&report);
+                if problems > 0 {
+                    eprintln!("runtime-policy: the policy env layer has {problems} problem(s), listed above");
+                    Exit::Failure.into()
+                } else {
+                    Exit::Success.into()
+                }
+            }
+            Err(e) => {
+                eprintln!("runtime-policy: {e}");
+                e.exit().into()
+            }
+        };
+    }
+    let result = config.and_then(|config| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -109,7 +135,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(out) => {
-            print!("{out}");
+            write_out(&out);
             Exit::Success.into()
         }
         Err(e) => {
@@ -119,11 +145,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes to stdout; a closed pipe (`… | head`) is not an error worth a panic.
+fn write_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
 /// Runs one command; what it returns is printed to stdout.
 async fn run(command: Command, config: Config) -> Result<String, AppError> {
     let open = || Db::open(&config.database_url);
     match command {
         Command::Serve => runtime_policy::web::serve(config.clone()).await.map(|()| String::new()),
+        Command::Config => Ok(String::new()),
         Command::Migrate => {
             open().await?;
             Ok("migrations applied\n".into())

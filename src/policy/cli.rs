@@ -185,3 +185,37 @@ fn history_line(row: &AuditRow) -> String {
     line.push('\n');
     line
 }
+
+/// The policy's env layer as this process sees it (no database: default < env only): each
+/// `POLICY__` variable that names a key, with the value it gives and any warning, and the
+/// variables that name no key. The second value counts the problems.
+pub fn env_layer_report() -> (String, usize) {
+    use super::registry::REGISTRY;
+    use super::resolve::{env_layer, resolve_all, Layers};
+    let env = env_layer(|k| std::env::var(k).ok());
+    let resolved = resolve_all(&Layers { env: env.clone(), admin: Default::default() });
+    let mut out = String::from("policy env layer:\n");
+    let mut problems = 0;
+    for r in &resolved {
+        if let Some(raw) = env.get(&r.key) {
+            let spec = REGISTRY.iter().find(|s| s.key == r.key);
+            let var = spec.map(|s| s.env_var()).unwrap_or_default();
+            out.push_str(&format!("  {var}={}  -> {}\n", escape_controls(&truncate(raw, 60)), r.provenance_short()));
+        }
+        for w in &r.warnings {
+            problems += 1;
+            out.push_str(&format!("  warning: {}: {}\n", r.key, escape_controls(w)));
+        }
+    }
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("POLICY__") && !REGISTRY.iter().any(|s| s.env_var() == name) {
+            problems += 1;
+            out.push_str(&format!("  warning: {name} names no policy key; it is ignored\n"));
+        }
+    }
+    if env.is_empty() && problems == 0 {
+        out.push_str("  (no POLICY__ variables set)\n");
+    }
+    (out, problems)
+}

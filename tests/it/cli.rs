@@ -219,3 +219,47 @@ fn the_committed_key_reference_is_what_the_registry_gives() {
         "docs/policy-keys.md differs from the registry: run `runtime-policy policy docs` and commit the file"
     );
 }
+
+#[test]
+fn every_setting_is_a_flag_and_config_prints_them_with_secrets_hidden() {
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "DATABASE_URL",
+        "LEPTOS_SITE_ADDR",
+        "LEPTOS_SITE_ROOT",
+        "LEPTOS_ENV",
+        "COOKIE_SECURE",
+        "PUBLIC_ORIGIN",
+        "TRUST_PROXY",
+        "METRICS_ALLOW",
+        "METRICS_TOKEN",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(&format!("[env: {var}")), "serve --help lacks {var}:\n{help}");
+    }
+
+    // A flag wins over its variable; secrets never print.
+    let out = bin()
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:5000")
+        .env("DATABASE_URL", "postgres://someone:hunter2-secret@127.0.0.1:5432/db")
+        .env("METRICS_TOKEN", "a-metrics-token-that-is-secret")
+        .args(["config", "--site-addr", "127.0.0.1:4000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("LEPTOS_SITE_ADDR=127.0.0.1:4000"), "{text}");
+    assert!(text.contains("postgres://someone:***@127.0.0.1:5432/db"), "{text}");
+    assert!(!text.contains("hunter2") && !text.contains("that-is-secret"), "{text}");
+
+    // An invalid env-layer value: reported by key, and a non-zero exit.
+    let out = bin().env("POLICY__WORKER__MAX_RETRIES", "99").arg("config").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: worker.max_retries"), "{}", String::from_utf8_lossy(&out.stdout));
+    // An invalid setting: one line naming it.
+    let out = bin().args(["config", "--metrics-allow", "not-an-address"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("METRICS_ALLOW:") && err.trim_end().lines().count() == 1, "{err}");
+}
