@@ -177,6 +177,8 @@ pub async fn create_token(db: &Db, name: &TokenName, grant: &Grant) -> Result<St
         .await
         .map_err(taken_or(|| name_taken(name)))?;
     tx.commit().await.map_err(taken_or(|| name_taken(name)))?;
+    // The name and scopes only: the token itself is shown once, to its creator.
+    tracing::warn!(target: "security", token = name.as_str(), scopes = grant.stored(), run = grant.run_id, "worker token created");
     Ok(token)
 }
 

@@ -35,6 +35,10 @@ pub async fn log_requests(State(metrics): State<Metrics>, mut req: Request, next
     // Counted by route template only: a raw path would make a series per run id.
     metrics.request(method.as_str(), route.as_deref().unwrap_or("unmatched"), status, seconds);
     span.in_scope(|| {
+        if status == 403 {
+            // Every refusal (a guard, a role or scope check, a cross-site request) in one place.
+            tracing::warn!(target: "security", method = %method, route = route.as_deref().unwrap_or("-"), "permission refused");
+        }
         tracing::info!(target: "http", method = %method, route = route.as_deref().unwrap_or("-"), status, ms = format!("{ms:.1}"), "request");
     });
     res

@@ -308,6 +308,11 @@ async fn each_request_has_an_id_and_one_log_line_without_secrets() {
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("\"target\":\"http\"")).collect();
     assert_eq!(lines.len(), 3, "{text}");
     let setup = lines.iter().find(|l| l.contains("trace-me-1")).expect("the id is in the line");
+    // The refused setup address is a security event too, with the same id.
+    assert!(
+        text.lines().any(|l| l.contains("\"target\":\"security\"") && l.contains("permission refused") && l.contains("trace-me-1")),
+        "{text}"
+    );
     assert!(setup.contains("\"method\":\"GET\"") && setup.contains("\"route\":\"/setup\"") && setup.contains("\"status\":403"), "{setup}");
     assert!(lines.iter().any(|l| l.contains(&fresh)), "{text}");
     // Never the query, a cookie or a token.
