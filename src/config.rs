@@ -72,11 +72,11 @@ impl DatabaseUrl {
         }
         let scheme = raw.split_once(':').map(|(s, _)| s).unwrap_or(raw);
         if raw.is_empty() {
-            return Err(err("is set but empty; unset it for the embedded SQLite default or give sqlite://PATH or postgres://…"));
+            return Err(err(
+                "is set but empty; unset it for the embedded SQLite default or give sqlite://PATH or postgres://…",
+            ));
         }
-        Err(err(&format!(
-            "unsupported scheme \"{scheme}\"; use sqlite://PATH or postgres://USER@HOST:PORT/DB"
-        )))
+        Err(err(&format!("unsupported scheme \"{scheme}\"; use sqlite://PATH or postgres://USER@HOST:PORT/DB")))
     }
 
     pub fn as_str(&self) -> &str {
@@ -136,7 +136,13 @@ pub fn bundle_dir(site_root: &std::path::Path) -> String {
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ConfigArgs {
     /// sqlite://PATH (created and migrated on first start) or postgres://USER:PASS@HOST:PORT/DB
-    #[arg(long, env = "DATABASE_URL", global = true, default_value = "sqlite://data/runtime-policy.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        default_value = "sqlite://data/runtime-policy.db",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Address and port to listen on.
     #[arg(long, env = "LEPTOS_SITE_ADDR", global = true, default_value = "127.0.0.1:3000")]
@@ -208,7 +214,10 @@ impl Config {
         out.push_str(&format!("PUBLIC_ORIGIN={}\n", self.public_origin.as_deref().unwrap_or("")));
         out.push_str(&format!("TRUST_PROXY={}\n", self.trust_proxy));
         out.push_str(&format!("METRICS_ALLOW={}\n", allow.join(",")));
-        out.push_str(&format!("METRICS_TOKEN={}\n", if self.metrics_access.token_sha256.is_some() { "(set, hidden)" } else { "" }));
+        out.push_str(&format!(
+            "METRICS_TOKEN={}\n",
+            if self.metrics_access.token_sha256.is_some() { "(set, hidden)" } else { "" }
+        ));
         out.push_str(&format!("LOG_FORMAT={}\n", args.log_format.as_deref().unwrap_or("text")));
         out
     }
@@ -230,9 +239,7 @@ impl Config {
         let site_addr: SocketAddr = match get("LEPTOS_SITE_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
             Some(raw) => raw.trim().parse().map_err(|_| {
-                AppError::Config(format!(
-                    "LEPTOS_SITE_ADDR: expected IP:PORT such as 127.0.0.1:3000, got \"{raw}\""
-                ))
+                AppError::Config(format!("LEPTOS_SITE_ADDR: expected IP:PORT such as 127.0.0.1:3000, got \"{raw}\""))
             })?,
         };
         let site_root = get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_string());
@@ -244,22 +251,18 @@ impl Config {
         let env = match get("LEPTOS_ENV").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("prod") | Some("production") => Env::PROD,
             Some("dev") | Some("development") => Env::DEV,
-            Some(other) => {
-                return Err(AppError::Config(format!(
-                    "LEPTOS_ENV: expected PROD or DEV, got \"{other}\""
-                )))
-            }
+            Some(other) => return Err(AppError::Config(format!("LEPTOS_ENV: expected PROD or DEV, got \"{other}\""))),
         };
 
         let cookie_secure = match get("COOKIE_SECURE").as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             // Unset: Secure when the site is known to be served over HTTPS.
-            None | Some("") => get("PUBLIC_ORIGIN").is_some_and(|o| o.trim().to_ascii_lowercase().starts_with("https://")),
+            None | Some("") => {
+                get("PUBLIC_ORIGIN").is_some_and(|o| o.trim().to_ascii_lowercase().starts_with("https://"))
+            }
             Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
-                return Err(AppError::Config(format!(
-                    "COOKIE_SECURE: expected true or false, got \"{other}\""
-                )))
+                return Err(AppError::Config(format!("COOKIE_SECURE: expected true or false, got \"{other}\"")))
             }
         };
 
@@ -269,11 +272,13 @@ impl Config {
             Some(v) => {
                 let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
                 match rest {
-                    Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => Some(v.to_ascii_lowercase()),
+                    Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+                        Some(v.to_ascii_lowercase())
+                    }
                     _ => {
                         return Err(AppError::Config(format!(
-                            "PUBLIC_ORIGIN: expected scheme://host[:port] such as https://policy.example.com, got \"{v}\""
-                        )))
+                        "PUBLIC_ORIGIN: expected scheme://host[:port] such as https://policy.example.com, got \"{v}\""
+                    )))
                     }
                 }
             }
@@ -293,7 +298,11 @@ impl Config {
                 .map(str::trim)
                 .filter(|a| !a.is_empty())
                 .map(|a| {
-                    a.parse().map_err(|_| AppError::Config(format!("METRICS_ALLOW: \"{a}\" is not an IP address (a comma-separated list of addresses)")))
+                    a.parse().map_err(|_| {
+                        AppError::Config(format!(
+                            "METRICS_ALLOW: \"{a}\" is not an IP address (a comma-separated list of addresses)"
+                        ))
+                    })
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -369,8 +378,15 @@ mod tests {
         let c = Config::from_lookup(lookup(&[])).unwrap();
         assert_eq!(c.metrics_access.allow.len(), 2);
         assert!(c.metrics_access.token_sha256.is_none());
-        let c = Config::from_lookup(lookup(&[("METRICS_ALLOW", "10.0.0.5, ::1"), ("METRICS_TOKEN", "a-long-enough-token")])).unwrap();
-        assert_eq!(c.metrics_access.allow, vec!["10.0.0.5".parse::<std::net::IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        let c = Config::from_lookup(lookup(&[
+            ("METRICS_ALLOW", "10.0.0.5, ::1"),
+            ("METRICS_TOKEN", "a-long-enough-token"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.metrics_access.allow,
+            vec!["10.0.0.5".parse::<std::net::IpAddr>().unwrap(), "::1".parse().unwrap()]
+        );
         assert!(c.metrics_access.token_sha256.is_some());
         let e = Config::from_lookup(lookup(&[("METRICS_ALLOW", "10.0.0.0/8")])).unwrap_err();
         assert!(e.to_string().starts_with("METRICS_ALLOW:"), "{e}");
@@ -380,14 +396,19 @@ mod tests {
 
     #[test]
     fn proxy_settings_are_validated() {
-        let c = Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://Policy.example.com/"), ("TRUST_PROXY", "true")])).unwrap();
+        let c =
+            Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://Policy.example.com/"), ("TRUST_PROXY", "true")]))
+                .unwrap();
         assert_eq!(c.public_origin.as_deref(), Some("https://policy.example.com"));
         assert!(c.trust_proxy);
         for bad in ["policy.example.com", "https://", "https://a.example/path"] {
             let e = Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", bad)])).unwrap_err();
             assert!(e.to_string().starts_with("PUBLIC_ORIGIN:"), "{e}");
         }
-        assert!(Config::from_lookup(lookup(&[("TRUST_PROXY", "maybe")])).unwrap_err().to_string().starts_with("TRUST_PROXY:"));
+        assert!(Config::from_lookup(lookup(&[("TRUST_PROXY", "maybe")]))
+            .unwrap_err()
+            .to_string()
+            .starts_with("TRUST_PROXY:"));
     }
 
     #[test]
@@ -395,7 +416,11 @@ mod tests {
         assert!(!Config::from_lookup(lookup(&[])).unwrap().cookie_secure);
         // Served over HTTPS (PUBLIC_ORIGIN says so), it is Secure unless turned off.
         assert!(Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://p.example")])).unwrap().cookie_secure);
-        assert!(!Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://p.example"), ("COOKIE_SECURE", "false")])).unwrap().cookie_secure);
+        assert!(
+            !Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "https://p.example"), ("COOKIE_SECURE", "false")]))
+                .unwrap()
+                .cookie_secure
+        );
         assert!(!Config::from_lookup(lookup(&[("PUBLIC_ORIGIN", "http://p.example")])).unwrap().cookie_secure);
         assert!(Config::from_lookup(lookup(&[("COOKIE_SECURE", "true")])).unwrap().cookie_secure);
         let e = Config::from_lookup(lookup(&[("COOKIE_SECURE", "yes please")])).unwrap_err();

@@ -109,7 +109,9 @@ impl AppError {
     pub fn internal() -> AppError {
         #[cfg(feature = "ssr")]
         if let Some(id) = crate::request_id::current() {
-            return AppError::Internal(format!("Internal error; the server log has the details under request id {id}."));
+            return AppError::Internal(format!(
+                "Internal error; the server log has the details under request id {id}."
+            ));
         }
         AppError::Internal(INTERNAL_MESSAGE.into())
     }
@@ -181,7 +183,10 @@ impl AppError {
                 wire.into()
             }
             Err(_) => Wire {
-                error: format!("the server answered {status}: {}", String::from_utf8_lossy(body).chars().take(200).collect::<String>()),
+                error: format!(
+                    "the server answered {status}: {}",
+                    String::from_utf8_lossy(body).chars().take(200).collect::<String>()
+                ),
                 field: None,
                 status,
                 retry_after: None,
@@ -288,8 +293,9 @@ impl FromServerFnError for AppError {
     fn ser(&self) -> Bytes {
         #[cfg(feature = "ssr")]
         ssr::set_response_status(self);
-        <JsonEncoding as Encodes<AppError>>::encode(self)
-            .unwrap_or_else(|_| Bytes::from_static(b"{\"error\":\"Internal error; the server log has the details.\",\"status\":500}"))
+        <JsonEncoding as Encodes<AppError>>::encode(self).unwrap_or_else(|_| {
+            Bytes::from_static(b"{\"error\":\"Internal error; the server log has the details.\",\"status\":500}")
+        })
     }
 }
 

@@ -162,8 +162,12 @@ async fn run(command: Command, config: Config) -> Result<String, AppError> {
             open().await?;
             Ok("migrations applied\n".into())
         }
-        Command::Policy(runtime_policy::policy::cli::PolicyCommand::Docs { out }) => runtime_policy::policy::docs::write(&out),
-        Command::Policy(cmd) => runtime_policy::policy::cli::run(cmd, &PolicyStore::from_process_env(open().await?)).await,
+        Command::Policy(runtime_policy::policy::cli::PolicyCommand::Docs { out }) => {
+            runtime_policy::policy::docs::write(&out)
+        }
+        Command::Policy(cmd) => {
+            runtime_policy::policy::cli::run(cmd, &PolicyStore::from_process_env(open().await?)).await
+        }
         Command::User(cmd) => runtime_policy::auth::cli::user(cmd, open).await,
         Command::Token(cmd) => runtime_policy::auth::cli::token(cmd, open).await,
         Command::Run(RunCommand::Create { blocks }) => {

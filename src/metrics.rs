@@ -93,18 +93,21 @@ impl Metrics {
             }
         }
         let name = "runtime_policy_http_request_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Time to answer an HTTP request, by route template.\n# TYPE {name} histogram");
+        let _ =
+            writeln!(out, "# HELP {name} Time to answer an HTTP request, by route template.\n# TYPE {name} histogram");
         for (route, h) in &m.latency {
             let labels = vec![("route", route.clone())];
             for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "{name}_bucket{} {}", label_text(&labels, Some(&bound.to_string())), h.buckets[i]);
+                let _ =
+                    writeln!(out, "{name}_bucket{} {}", label_text(&labels, Some(&bound.to_string())), h.buckets[i]);
             }
             let _ = writeln!(out, "{name}_bucket{} {}", label_text(&labels, Some("+Inf")), h.count);
             let _ = writeln!(out, "{name}_sum{} {}", label_text(&labels, None), h.sum);
             let _ = writeln!(out, "{name}_count{} {}", label_text(&labels, None), h.count);
         }
         for g in gauges {
-            let _ = writeln!(out, "# HELP runtime_policy_{} {}\n# TYPE runtime_policy_{} gauge", g.name, g.help, g.name);
+            let _ =
+                writeln!(out, "# HELP runtime_policy_{} {}\n# TYPE runtime_policy_{} gauge", g.name, g.help, g.name);
             for (labels, value) in &g.values {
                 let _ = writeln!(out, "runtime_policy_{}{} {value}", g.name, label_text(labels, None));
             }
@@ -143,8 +146,14 @@ mod tests {
         let text = m.render(&[Gauge { name: "db_pool_connections", help: "Open.", values: vec![(vec![], 2.0)] }]);
         assert!(text.contains("runtime_policy_policy_saves_total{key=\"worker.max_retries\"} 2\n"), "{text}");
         assert!(text.contains("runtime_policy_sign_ins_total{outcome=\"failure \\\"quoted\\\"\"} 1\n"), "{text}");
-        assert!(text.contains("runtime_policy_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.001\"} 0\n"), "{text}");
-        assert!(text.contains("runtime_policy_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.005\"} 1\n"), "{text}");
+        assert!(
+            text.contains("runtime_policy_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.001\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("runtime_policy_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.005\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("runtime_policy_db_pool_connections 2\n"), "{text}");
     }
 }

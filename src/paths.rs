@@ -131,7 +131,16 @@ mod tests {
     fn next_accepts_only_same_site_paths() {
         assert_eq!(safe_next(Some("/app/settings/superuser/worker")), "/app/settings/superuser/worker");
         assert_eq!(safe_next(Some("/x?y=1")), "/x?y=1");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "\\\\evil", "/\t/evil.example", "javascript:alert(1)", "", "evil"] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil",
+            "/\t/evil.example",
+            "javascript:alert(1)",
+            "",
+            "evil",
+        ] {
             assert_eq!(safe_next(Some(bad)), SETTINGS, "{bad:?}");
         }
         assert_eq!(safe_next(None), SETTINGS);

@@ -16,7 +16,9 @@ tokio::task_local! {
 impl RequestId {
     /// The id a client sent, when it is 1 to 64 characters of `[A-Za-z0-9._-]`; else a new one.
     pub fn from_header(sent: Option<&str>) -> RequestId {
-        match sent.filter(|s| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))) {
+        match sent.filter(|s| {
+            (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        }) {
             Some(s) => RequestId(s.to_string()),
             None => RequestId(hex::encode(rand::random::<[u8; 8]>())),
         }

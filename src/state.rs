@@ -58,7 +58,12 @@ impl AppState {
     /// Opens what the app needs beside the (already open and migrated) database: the session
     /// store in the same database, the password hasher, and the policy store whose env layer
     /// comes from this process's environment.
-    pub async fn open(db: Db, url: &DatabaseUrl, leptos_options: LeptosOptions, settings: AuthSettings) -> Result<AppState, AppError> {
+    pub async fn open(
+        db: Db,
+        url: &DatabaseUrl,
+        leptos_options: LeptosOptions,
+        settings: AuthSettings,
+    ) -> Result<AppState, AppError> {
         let sessions = SessionBackend::open(url).await?;
         let hasher = tokio::task::spawn_blocking(Hasher::default)
             .await

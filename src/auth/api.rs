@@ -18,7 +18,8 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
     use crate::error::is_plain_form_post;
     use crate::paths::safe_next;
 
-    let (db, hasher, settings) = (server_context::<Db>()?, server_context::<Hasher>()?, server_context::<AuthSettings>()?);
+    let (db, hasher, settings) =
+        (server_context::<Db>()?, server_context::<Hasher>()?, server_context::<AuthSettings>()?);
     let waits = server_context::<Waits>()?;
     let parts = use_context::<axum::http::request::Parts>().ok_or_else(AppError::internal)?;
     let session = leptos_axum::extract::<tower_sessions::Session>().await.map_err(|_| {

@@ -33,7 +33,10 @@ impl std::fmt::Debug for NewPassword {
 impl NewPassword {
     pub fn parse(raw: &str) -> Result<NewPassword, AppError> {
         if raw.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(AppError::invalid("password", format!("must be at least {MIN_PASSWORD_CHARS} characters long")));
+            return Err(AppError::invalid(
+                "password",
+                format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
+            ));
         }
         if raw.len() > MAX_PASSWORD_BYTES {
             return Err(AppError::invalid("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes long")));

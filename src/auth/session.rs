@@ -54,7 +54,9 @@ impl SessionBackend {
     /// Opens a pool of the concrete type the store needs, beside the app's `AnyPool`, and
     /// creates the store's table.
     pub async fn open(url: &DatabaseUrl) -> Result<SessionBackend, AppError> {
-        let err = |e: sqlx::Error| AppError::Unavailable(format!("DATABASE_URL: session store: {}", one_line(&e.to_string())));
+        let err = |e: sqlx::Error| {
+            AppError::Unavailable(format!("DATABASE_URL: session store: {}", one_line(&e.to_string())))
+        };
         match url.backend {
             Backend::Sqlite => {
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(url.as_str())

@@ -88,7 +88,8 @@ pub async fn setup_state(db: &Db, setup: &SetupToken, token: &str) -> Result<Set
 
 fn refused() -> AppError {
     AppError::Forbidden(
-        "This setup address is not valid: it was used already, or it is not the one the server printed at start.".into(),
+        "This setup address is not valid: it was used already, or it is not the one the server printed at start."
+            .into(),
     )
 }
 
@@ -146,7 +147,8 @@ async fn insert_first(db: &Db, email: &Email, hash: &super::password::PasswordHa
     if db.backend == Backend::Postgres {
         sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
     }
-    let exists = sqlx::query("SELECT id FROM users WHERE role = 'superuser' LIMIT 1").fetch_optional(&mut *tx).await?.is_some();
+    let exists =
+        sqlx::query("SELECT id FROM users WHERE role = 'superuser' LIMIT 1").fetch_optional(&mut *tx).await?.is_some();
     if exists {
         return Err(done());
     }

@@ -258,10 +258,7 @@ pub fn client_address(parts: &axum::http::request::Parts, trust_proxy: bool) -> 
 /// One `X-Forwarded-For` entry: an address, with or without a port (`[v6]:port`, `v4:port`).
 fn parse_forwarded(entry: &str) -> Option<IpAddr> {
     let entry = entry.trim();
-    entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 #[cfg(test)]
@@ -270,10 +267,8 @@ mod tests {
 
     #[test]
     fn client_address_reads_forwarded_for_only_when_trusted() {
-        let req = axum::http::Request::builder()
-            .header("x-forwarded-for", "203.0.113.9, 198.51.100.7")
-            .body(())
-            .unwrap();
+        let req =
+            axum::http::Request::builder().header("x-forwarded-for", "203.0.113.9, 198.51.100.7").body(()).unwrap();
         let (mut parts, _) = req.into_parts();
         parts.extensions.insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 4000))));
         assert_eq!(client_address(&parts, false), "10.0.0.1");

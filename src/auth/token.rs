@@ -91,7 +91,10 @@ impl Grant {
             return Err(AppError::invalid("--run", format!("must be a positive run id, got {id}")));
         }
         if run_id.is_some() && out.contains(&Scope::RunsCreate) {
-            return Err(AppError::invalid("--run", "a token bound to one run cannot create runs; leave out --scope runs:create"));
+            return Err(AppError::invalid(
+                "--run",
+                "a token bound to one run cannot create runs; leave out --scope runs:create",
+            ));
         }
         Ok(Grant { scopes: out, run_id })
     }
@@ -187,12 +190,13 @@ pub async fn create_token(db: &Db, name: &TokenName, grant: &Grant) -> Result<St
 /// next claim). A field error naming NAME when there is no live token by that name.
 pub async fn revoke_token(db: &Db, name: &TokenName) -> Result<(), AppError> {
     let mut tx = db.begin_write().await?;
-    let id: Option<i64> =
-        sqlx::query_scalar("UPDATE worker_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL RETURNING id")
-            .bind(format_ts(Utc::now()))
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE worker_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(format_ts(Utc::now()))
+    .bind(name.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(id) = id else {
         return Err(AppError::invalid("NAME", format!("no live token named {}", name.as_str())));
     };
@@ -236,11 +240,12 @@ pub async fn verify_worker_token(db: &Db, headers: &HeaderMap) -> Result<WorkerT
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(refused)?;
-    let row = sqlx::query("SELECT id, name, scopes, run_id FROM worker_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-        .bind(sha256_hex(token))
-        .fetch_optional(&db.pool)
-        .await?
-        .ok_or_else(refused)?;
+    let row =
+        sqlx::query("SELECT id, name, scopes, run_id FROM worker_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(sha256_hex(token))
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or_else(refused)?;
     Ok(WorkerToken {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -264,7 +269,10 @@ mod tests {
         let t = WorkerToken { id: 1, name: "w".into(), grant: g };
         assert!(t.require(Scope::RunsWork, Some(4)).is_ok());
         assert_eq!(t.require(Scope::RunsWork, Some(5)).unwrap_err().status_code(), 403);
-        assert_eq!(t.require(Scope::RunsCreate, None).unwrap_err().to_string(), "this token lacks the scope runs:create");
+        assert_eq!(
+            t.require(Scope::RunsCreate, None).unwrap_err().to_string(),
+            "this token lacks the scope runs:create"
+        );
     }
 
     #[test]

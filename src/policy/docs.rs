@@ -38,7 +38,8 @@ fn default_text(s: &KeySpec) -> String {
 
 /// The whole document.
 pub fn key_reference() -> String {
-    let layers: Vec<&str> = [Layer::Default, Layer::Env, Layer::Admin, Layer::RunSnapshot].iter().map(|l| l.as_str()).collect();
+    let layers: Vec<&str> =
+        [Layer::Default, Layer::Env, Layer::Admin, Layer::RunSnapshot].iter().map(|l| l.as_str()).collect();
     let mut out = String::new();
     out.push_str("# Policy keys\n\n");
     out.push_str("<!-- Written by `runtime-policy policy docs` from src/policy/registry.rs; edit the registry, not this file. -->\n\n");
@@ -78,7 +79,8 @@ pub fn key_reference() -> String {
 pub fn write(path: &str) -> Result<String, AppError> {
     let file = std::path::Path::new(path);
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| AppError::invalid("out", format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| AppError::invalid("out", format!("cannot create {}: {e}", dir.display())))?;
     }
     std::fs::write(file, key_reference()).map_err(|e| AppError::invalid("out", format!("cannot write {path}: {e}")))?;
     Ok(format!("wrote {path}\n"))

@@ -94,11 +94,8 @@ pub async fn env_disagreement(store: &PolicyStore) -> Result<Option<String>, App
         return Ok(None);
     }
     let mine = env_fingerprint(store);
-    let others = rows
-        .iter()
-        .filter_map(|r| r.try_get::<String, _>("env_fingerprint").ok())
-        .filter(|f| *f != mine)
-        .count();
+    let others =
+        rows.iter().filter_map(|r| r.try_get::<String, _>("env_fingerprint").ok()).filter(|f| *f != mine).count();
     Ok(Some(format!(
         "The server instances sharing this database were started with different POLICY__ variables ({} env layers in use); a key set in the environment may resolve differently depending on the instance that answers. Start every instance with the same POLICY__ variables.",
         others + 1

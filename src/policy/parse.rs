@@ -124,8 +124,8 @@ impl KeySpec {
                 Ok(PolicyValue::List(out))
             }
             Kind::Providers => {
-                let providers: Vec<Provider> = serde_json::from_value(v.clone())
-                    .map_err(|e| self.fail(format!("{e}")))?;
+                let providers: Vec<Provider> =
+                    serde_json::from_value(v.clone()).map_err(|e| self.fail(format!("{e}")))?;
                 self.check_providers(&providers)?;
                 Ok(PolicyValue::Providers(providers))
             }
@@ -240,21 +240,19 @@ impl KeySpec {
                     )
                 }
             }
-            Kind::Providers => serde_json::from_str::<Json>(trimmed)
-                .map_err(|e| self.fail(format!("not valid JSON: {e}")))?,
+            Kind::Providers => {
+                serde_json::from_str::<Json>(trimmed).map_err(|e| self.fail(format!("not valid JSON: {e}")))?
+            }
             Kind::Text { .. } => unreachable!("handled above"),
         };
         self.parse_json(&as_json)
     }
 }
 
-
 /// The cross-key rule: `models.platform_default_model` must name a model of an enabled provider.
 pub fn model_in_registry(model_ref: &str, providers: &[Provider]) -> bool {
     match model_ref.split_once('/') {
-        Some((pid, model)) => providers
-            .iter()
-            .any(|p| p.enabled && p.id == pid && p.models.iter().any(|m| m == model)),
+        Some((pid, model)) => providers.iter().any(|p| p.enabled && p.id == pid && p.models.iter().any(|m| m == model)),
         None => false,
     }
 }
@@ -274,9 +272,5 @@ pub fn check_model_ref(value: &PolicyValue, providers: &[Provider]) -> Result<()
 
 /// Every model of every enabled provider, as `provider/model` (the default-model dropdown).
 pub fn model_choices(providers: &[Provider]) -> Vec<String> {
-    providers
-        .iter()
-        .filter(|p| p.enabled)
-        .flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.id)))
-        .collect()
+    providers.iter().filter(|p| p.enabled).flat_map(|p| p.models.iter().map(move |m| format!("{}/{m}", p.id))).collect()
 }

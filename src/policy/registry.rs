@@ -117,13 +117,29 @@ pub enum Control {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Bool,
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A decimal in hundredths, on a grid of `step` hundredths.
-    Decimal { min: i64, max: i64, step: i64 },
-    Enum { options: &'static [&'static str] },
-    Text { min_chars: usize, max_chars: usize, must_contain: Option<&'static str> },
+    Decimal {
+        min: i64,
+        max: i64,
+        step: i64,
+    },
+    Enum {
+        options: &'static [&'static str],
+    },
+    Text {
+        min_chars: usize,
+        max_chars: usize,
+        must_contain: Option<&'static str>,
+    },
     /// Lower-case file extensions: `[a-z0-9]{1,10}`, unique.
-    Extensions { min_items: usize, max_items: usize },
+    Extensions {
+        min_items: usize,
+        max_items: usize,
+    },
     Providers,
     /// `provider/model`, present in an enabled provider of the effective registry.
     ModelRef,
@@ -153,8 +169,7 @@ pub struct KeySpec {
     pub depends_on: Option<Dependency>,
 }
 
-const NEW_RUNS_ONLY: &str =
-    "Captured into each run when it is created; a change applies to new runs only.";
+const NEW_RUNS_ONLY: &str = "Captured into each run when it is created; a change applies to new runs only.";
 
 /// Limits shared by the provider registry's validation.
 pub const MAX_PROVIDERS: usize = 32;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::parse::{check_model_ref, model_choices};
-use super::registry::{Kind, KeySpec, Layer, REGISTRY};
+use super::registry::{KeySpec, Kind, Layer, REGISTRY};
 use super::value::{canonical_json, truncate, PolicyValue, Provider};
 
 /// A key's admin baseline as stored: `value` is `None` after a reset.
@@ -74,10 +74,7 @@ pub fn provenance(value: &Json, source: Layer) -> String {
 
 /// Reads the `POLICY__…` variables of the registry's keys through `get`.
 pub fn env_layer(get: impl Fn(&str) -> Option<String>) -> HashMap<String, String> {
-    REGISTRY
-        .iter()
-        .filter_map(|s| get(&s.env_var()).map(|v| (s.key.to_string(), v)))
-        .collect()
+    REGISTRY.iter().filter_map(|s| get(&s.env_var()).map(|v| (s.key.to_string(), v))).collect()
 }
 
 /// Resolves every key, in registry order.
@@ -86,11 +83,7 @@ pub fn resolve_all(layers: &Layers) -> Vec<Resolved> {
     let mut providers: Vec<Provider> = Vec::new();
     for spec in REGISTRY {
         let r = resolve_key(spec, layers, &providers);
-        if let Some(p) = spec
-            .parse_json(&r.value)
-            .ok()
-            .and_then(|v| v.as_providers().map(|p| p.to_vec()))
-        {
+        if let Some(p) = spec.parse_json(&r.value).ok().and_then(|v| v.as_providers().map(|p| p.to_vec())) {
             providers = p;
         }
         out.push(r);
@@ -106,7 +99,11 @@ struct Candidate {
     parsed: Result<PolicyValue, String>,
 }
 
-fn candidates(spec: &KeySpec, layers: &Layers, check: impl Fn(PolicyValue) -> Result<PolicyValue, String>) -> Vec<Candidate> {
+fn candidates(
+    spec: &KeySpec,
+    layers: &Layers,
+    check: impl Fn(PolicyValue) -> Result<PolicyValue, String>,
+) -> Vec<Candidate> {
     let mut out = Vec::with_capacity(3);
     let default = spec.default_value();
     out.push(Candidate { layer: Layer::Default, shown: default.to_json(), parsed: check(default) });
@@ -151,11 +148,8 @@ fn resolve_key(spec: &KeySpec, layers: &Layers, providers: &[Provider]) -> Resol
     let (source, value) = chosen.unwrap_or_else(|| {
         // Even the default fails (a default model outside the effective registry): fall back to
         // the first model that is available, so resolution still yields a usable value.
-        let fallback = model_choices(providers)
-            .into_iter()
-            .next()
-            .map(PolicyValue::Enum)
-            .unwrap_or_else(|| spec.default_value());
+        let fallback =
+            model_choices(providers).into_iter().next().map(PolicyValue::Enum).unwrap_or_else(|| spec.default_value());
         warnings.push(format!("no layer holds a valid value; using {}", fallback.canonical()));
         (Layer::Default, fallback)
     });
@@ -237,7 +231,12 @@ mod tests {
         let r = find(&all, "worker.max_retries");
         assert_eq!(r.provenance(), "effective=3 (source=default)");
         assert_eq!(r.warnings.len(), 2);
-        assert!(r.warnings[0].starts_with("admin value skipped: worker.max_retries must be an integer from 0 to 10, got 50"), "{:?}", r.warnings);
+        assert!(
+            r.warnings[0]
+                .starts_with("admin value skipped: worker.max_retries must be an integer from 0 to 10, got 50"),
+            "{:?}",
+            r.warnings
+        );
         assert!(r.warnings[1].starts_with("env value skipped:"), "{:?}", r.warnings);
     }
 

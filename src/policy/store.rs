@@ -42,7 +42,11 @@ impl Actor {
 /// What a write did. Bad input, a missing audit row or a database failure are errors instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WriteOutcome {
-    Changed { version: i64, revision: i64, audit_id: i64 },
+    Changed {
+        version: i64,
+        revision: i64,
+        audit_id: i64,
+    },
     /// The value was already in force: nothing written, no audit row.
     Unchanged,
     /// Someone changed the key since the writer read it: nothing written.
@@ -86,11 +90,19 @@ fn check_reason(reason: Option<&str>) -> Result<Option<String>, AppError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if let Some(r) = reason {
         if let Some(c) = r.chars().find(|c| c.is_control() && *c != '\t') {
-            return Err(ValidationError::new("reason", format!("must not contain control characters, got U+{:04X}", c as u32)).into());
+            return Err(ValidationError::new(
+                "reason",
+                format!("must not contain control characters, got U+{:04X}", c as u32),
+            )
+            .into());
         }
         let n = r.chars().count();
         if n > MAX_REASON_CHARS {
-            return Err(ValidationError::new("reason", format!("must be at most {MAX_REASON_CHARS} characters, got {n}")).into());
+            return Err(ValidationError::new(
+                "reason",
+                format!("must be at most {MAX_REASON_CHARS} characters, got {n}"),
+            )
+            .into());
         }
     }
     Ok(reason.map(str::to_string))
@@ -101,7 +113,8 @@ fn parse_json_text(s: Option<String>) -> Option<Json> {
 }
 
 fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditRow, AppError> {
-    let action = parse_stored("admin_runtime_policy_audit.action", &r.try_get::<String, _>("action")?, AuditAction::parse)?;
+    let action =
+        parse_stored("admin_runtime_policy_audit.action", &r.try_get::<String, _>("action")?, AuditAction::parse)?;
     Ok(AuditRow {
         id: r.try_get("id")?,
         key: r.try_get("key")?,
@@ -243,7 +256,9 @@ impl PolicyStore {
     ) -> Result<WriteOutcome, AppError> {
         let s = spec(key).ok_or_else(|| unknown_key(key))?;
         let outcome = match (parse(s), check_reason(reason)) {
-            (Ok(parsed), Ok(reason)) => self.write(actor, s, Some(parsed), expected_version, reason, AuditAction::Update, None).await,
+            (Ok(parsed), Ok(reason)) => {
+                self.write(actor, s, Some(parsed), expected_version, reason, AuditAction::Update, None).await
+            }
             (Err(e), _) => Err(e.into()),
             (_, Err(e)) => Err(e),
         };
@@ -356,7 +371,9 @@ impl PolicyStore {
         let effective_before = before.iter().find(|r| r.key == s.key).map(|r| r.value.clone());
         let unchanged = match (&new_json, action) {
             // Setting the value already in force.
-            (Some(v), _) => from_json.as_ref() == Some(v) || (from_json.is_none() && effective_before.as_ref() == Some(v)),
+            (Some(v), _) => {
+                from_json.as_ref() == Some(v) || (from_json.is_none() && effective_before.as_ref() == Some(v))
+            }
             // Resetting a key that has no admin value.
             (None, _) => from_json.is_none(),
         };
@@ -370,12 +387,15 @@ impl PolicyStore {
         let now = format_ts(Utc::now());
         admin.insert(
             s.key.to_string(),
-            AdminEntry { value: new_json.clone(), version: new_version, updated_by: actor.email.clone(), updated_at: now.clone() },
+            AdminEntry {
+                value: new_json.clone(),
+                version: new_version,
+                updated_by: actor.email.clone(),
+                updated_at: now.clone(),
+            },
         );
-        let model_before = before
-            .iter()
-            .find(|r| r.key == keys::DEFAULT_MODEL)
-            .and_then(|r| r.value.as_str().map(str::to_string));
+        let model_before =
+            before.iter().find(|r| r.key == keys::DEFAULT_MODEL).and_then(|r| r.value.as_str().map(str::to_string));
         check_default_model(&Layers { env: (*self.env).clone(), admin }, s.key, model_before)?;
 
         let new_text = new_json.as_ref().map(canonical_json);

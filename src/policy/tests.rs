@@ -19,15 +19,59 @@ fn exts(n: usize) -> Json {
 }
 
 /// (key, min, max, just below min, just above max, wrong type)
-fn cases() -> Vec<(&'static str, Json, Json, Option<Json>, Option<Json>, Json)> {
+type BoundsCase = (&'static str, Json, Json, Option<Json>, Option<Json>, Json);
+
+fn cases() -> Vec<BoundsCase> {
     vec![
-        ("models.provider_registry", providers(1), providers(32), Some(providers(0)), Some(providers(33)), json!("anthropic")),
-        ("models.platform_default_model", json!("a/b"), json!("anthropic/claude-sonnet-4-5"), Some(json!("anthropic")), Some(json!("/m")), json!(12)),
-        ("models.platform_default_temperature", json!(0.0), json!(2.0), Some(json!(-0.05)), Some(json!(2.05)), json!("warm")),
-        ("models.platform_default_max_tokens", json!(256), json!(128000), Some(json!(255)), Some(json!(128001)), json!(1024.5)),
+        (
+            "models.provider_registry",
+            providers(1),
+            providers(32),
+            Some(providers(0)),
+            Some(providers(33)),
+            json!("anthropic"),
+        ),
+        (
+            "models.platform_default_model",
+            json!("a/b"),
+            json!("anthropic/claude-sonnet-4-5"),
+            Some(json!("anthropic")),
+            Some(json!("/m")),
+            json!(12),
+        ),
+        (
+            "models.platform_default_temperature",
+            json!(0.0),
+            json!(2.0),
+            Some(json!(-0.05)),
+            Some(json!(2.05)),
+            json!("warm"),
+        ),
+        (
+            "models.platform_default_max_tokens",
+            json!(256),
+            json!(128000),
+            Some(json!(255)),
+            Some(json!(128001)),
+            json!(1024.5),
+        ),
         ("worker.claim_batch_size", json!(1), json!(100), Some(json!(0)), Some(json!(101)), json!("ten")),
-        ("worker.claim_ordering", json!("block_index_asc"), json!("block_index_desc"), Some(json!("")), Some(json!("block_index_text")), json!(1)),
-        ("worker.default_system_prompt", json!("x"), json!("x".repeat(20000)), Some(json!("")), Some(json!("x".repeat(20001))), json!(["x"])),
+        (
+            "worker.claim_ordering",
+            json!("block_index_asc"),
+            json!("block_index_desc"),
+            Some(json!("")),
+            Some(json!("block_index_text")),
+            json!(1),
+        ),
+        (
+            "worker.default_system_prompt",
+            json!("x"),
+            json!("x".repeat(20000)),
+            Some(json!("")),
+            Some(json!("x".repeat(20001))),
+            json!(["x"]),
+        ),
         (
             "worker.default_block_prompt",
             json!("{{block_text}}"),
@@ -38,7 +82,14 @@ fn cases() -> Vec<(&'static str, Json, Json, Option<Json>, Option<Json>, Json)> 
         ),
         ("worker.max_retries", json!(0), json!(10), Some(json!(-1)), Some(json!(11)), json!("3")),
         ("worker.prompt_caching.enabled", json!(false), json!(true), None, None, json!("yes")),
-        ("worker.prompt_caching.mode", json!("auto"), json!("auto"), Some(json!("")), Some(json!("manual")), json!(false)),
+        (
+            "worker.prompt_caching.mode",
+            json!("auto"),
+            json!("auto"),
+            Some(json!("")),
+            Some(json!("manual")),
+            json!(false),
+        ),
         ("worker.batching.enabled", json!(false), json!(true), None, None, json!(1)),
         ("worker.batching.safety_margin", json!(0.05), json!(0.5), Some(json!(0.04)), Some(json!(0.51)), json!("0.2x")),
         ("upload.max_files_per_batch", json!(1), json!(500), Some(json!(0)), Some(json!(501)), json!(null)),
@@ -136,10 +187,7 @@ fn provider_registry_rejects_duplicates_bad_ids_and_empty_enabled_providers() {
 #[test]
 fn env_variable_names_follow_the_documented_rule() {
     assert_eq!(spec("worker.max_retries").unwrap().env_var(), "POLICY__WORKER__MAX_RETRIES");
-    assert_eq!(
-        spec("worker.prompt_caching.enabled").unwrap().env_var(),
-        "POLICY__WORKER__PROMPT_CACHING__ENABLED"
-    );
+    assert_eq!(spec("worker.prompt_caching.enabled").unwrap().env_var(), "POLICY__WORKER__PROMPT_CACHING__ENABLED");
 }
 
 #[test]
@@ -262,5 +310,9 @@ fn a_value_with_a_control_character_is_skipped_at_any_layer() {
     let all = resolve_all(&layers);
     let r = all.iter().find(|r| r.key == "models.provider_registry").unwrap();
     assert_eq!(r.source, super::registry::Layer::Default);
-    assert!(r.warnings.iter().any(|w| w.starts_with("env value skipped") && w.contains("control characters")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("env value skipped") && w.contains("control characters")),
+        "{:?}",
+        r.warnings
+    );
 }

@@ -72,7 +72,13 @@ pub struct Holder<'a> {
 /// PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED` in a materialized CTE (so the
 /// batch is picked once and never exceeds its size), on SQLite the whole claim is one write
 /// transaction.
-pub async fn claim(db: &Db, run_id: i64, holder: Holder<'_>, lease: Duration, now: DateTime<Utc>) -> Result<Claim, AppError> {
+pub async fn claim(
+    db: &Db,
+    run_id: i64,
+    holder: Holder<'_>,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Result<Claim, AppError> {
     let mut tx = db.begin_write().await?;
     let run = run_row(&mut tx, run_id).await?;
     let batch_size = run.snapshot.claim_batch_size();
@@ -166,7 +172,12 @@ pub async fn claim(db: &Db, run_id: i64, holder: Holder<'_>, lease: Duration, no
 /// What became of a block after a completion or a failure.
 /// Why a completion or failure matched no claim: no such block, or a claim this token does
 /// not hold at that attempt. It says nothing about who holds it or at which attempt.
-async fn not_held(tx: &mut sqlx::Transaction<'static, sqlx::Any>, run_id: i64, uid: &str, attempt: i64) -> Result<AppError, AppError> {
+async fn not_held(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: i64,
+    uid: &str,
+    attempt: i64,
+) -> Result<AppError, AppError> {
     let exists = sqlx::query("SELECT 1 AS one FROM blocks WHERE run_id = $1 AND block_uid = $2")
         .bind(run_id)
         .bind(uid)

@@ -51,7 +51,8 @@ pub fn read_blocks(path: &PathBuf) -> Result<NewBlocks, AppError> {
             .map_err(|e| AppError::invalid("--blocks", format!("cannot read stdin: {e}")))?;
         s
     } else {
-        std::fs::read_to_string(path).map_err(|e| AppError::invalid("--blocks", format!("cannot read {}: {e}", path.display())))?
+        std::fs::read_to_string(path)
+            .map_err(|e| AppError::invalid("--blocks", format!("cannot read {}: {e}", path.display())))?
     };
     NewBlocks::from_paragraphs("--blocks", &text)
 }

@@ -46,7 +46,12 @@ where
 
 /// The caller's token, checked before anything else is read, and the run it names, which
 /// the token must be allowed `scope` on.
-async fn worker_on_run(db: &Db, headers: &HeaderMap, raw_id: &str, scope: Scope) -> Result<(WorkerToken, i64), AppError> {
+async fn worker_on_run(
+    db: &Db,
+    headers: &HeaderMap,
+    raw_id: &str,
+    scope: Scope,
+) -> Result<(WorkerToken, i64), AppError> {
     let token = verify_worker_token(db, headers).await?;
     let id = run_id(raw_id)?;
     token.require(scope, Some(id))?;
@@ -121,11 +126,7 @@ async fn create_run(State(store): State<PolicyStore>, headers: HeaderMap, body: 
 
 /// `GET /api/v1/runs/{id}/policy`: the snapshot as typed JSON, with `ETag: "<sha256>"`;
 /// `If-None-Match` with that tag gets 304.
-async fn read_policy(
-    State(db): State<Db>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
+async fn read_policy(State(db): State<Db>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let (_, id) = worker_on_run(&db, &headers, &id, Scope::SnapshotRead).await?;
     let stored = server::snapshot(&db, id).await?;
     let etag = format!("\"{}\"", stored.sha256);

@@ -30,14 +30,20 @@ impl NewBlocks {
             return Err(AppError::invalid(field, "needs at least one block of text"));
         }
         if texts.len() > MAX_BLOCKS {
-            return Err(AppError::invalid(field, format!("holds {} blocks; at most {MAX_BLOCKS} are allowed", texts.len())));
+            return Err(AppError::invalid(
+                field,
+                format!("holds {} blocks; at most {MAX_BLOCKS} are allowed", texts.len()),
+            ));
         }
         for (i, t) in texts.iter().enumerate() {
             if t.trim().is_empty() {
                 return Err(AppError::invalid(&format!("{field}[{i}]"), "is empty"));
             }
             if t.contains('\0') {
-                return Err(AppError::invalid(&format!("{field}[{i}]"), "contains a NUL character, which cannot be stored"));
+                return Err(AppError::invalid(
+                    &format!("{field}[{i}]"),
+                    "contains a NUL character, which cannot be stored",
+                ));
             }
             let n = t.chars().count();
             if n > MAX_BLOCK_CHARS {

@@ -58,7 +58,13 @@ pub fn RunsArea() -> impl IntoView {
     let create = ServerAction::<CreateRun>::new();
     let runs = Resource::new(
         move || (page.get().is_none(), create.version().get()),
-        |(on_list, _)| async move { if on_list { list_runs().await.map(Some) } else { Ok(None) } },
+        |(on_list, _)| async move {
+            if on_list {
+                list_runs().await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
     );
     let run = Resource::new(
         move || page.get(),

@@ -222,7 +222,11 @@ pub async fn run_detail(store: &PolicyStore, viewer: &AuthUser, run_id: i64) -> 
                 key: k.key.clone(),
                 label: spec(&k.key).map(|s| s.label.to_string()).unwrap_or_default(),
                 provenance: provenance(&k.value, Layer::RunSnapshot),
-                provenance_short: format!("effective={} (source={})", truncate(&canonical_json(&k.value), 60), Layer::RunSnapshot),
+                provenance_short: format!(
+                    "effective={} (source={})",
+                    truncate(&canonical_json(&k.value), 60),
+                    Layer::RunSnapshot
+                ),
                 captured_from: k.captured_from,
                 admin_version: k.admin_version,
                 baseline: now.map(|r| r.provenance_short()),
@@ -230,10 +234,5 @@ pub async fn run_detail(store: &PolicyStore, viewer: &AuthUser, run_id: i64) -> 
             }
         })
         .collect();
-    Ok(RunDetail {
-        summary,
-        counts,
-        snapshot_sha256: row.try_get("snapshot_sha256")?,
-        keys,
-    })
+    Ok(RunDetail { summary, counts, snapshot_sha256: row.try_get("snapshot_sha256")?, keys })
 }

@@ -53,11 +53,7 @@ impl Snapshot {
     /// so a worker always has a usable value.
     pub fn value(&self, key: &str) -> Option<PolicyValue> {
         let spec = spec(key)?;
-        Some(
-            self.get(key)
-                .and_then(|k| spec.parse_json(&k.value).ok())
-                .unwrap_or_else(|| spec.default_value()),
-        )
+        Some(self.get(key).and_then(|k| spec.parse_json(&k.value).ok()).unwrap_or_else(|| spec.default_value()))
     }
 
     pub fn claim_batch_size(&self) -> i64 {

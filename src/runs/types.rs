@@ -28,7 +28,9 @@ impl RunStatus {
     }
 
     pub fn parse(s: &str) -> Option<RunStatus> {
-        [RunStatus::Pending, RunStatus::Running, RunStatus::Done, RunStatus::Failed].into_iter().find(|r| r.as_str() == s)
+        [RunStatus::Pending, RunStatus::Running, RunStatus::Done, RunStatus::Failed]
+            .into_iter()
+            .find(|r| r.as_str() == s)
     }
 }
 
@@ -60,7 +62,9 @@ impl BlockState {
     }
 
     pub fn parse(s: &str) -> Option<BlockState> {
-        [BlockState::Pending, BlockState::Claimed, BlockState::Done, BlockState::Failed].into_iter().find(|b| b.as_str() == s)
+        [BlockState::Pending, BlockState::Claimed, BlockState::Done, BlockState::Failed]
+            .into_iter()
+            .find(|b| b.as_str() == s)
     }
 }
 

@@ -76,8 +76,9 @@ pub struct ApiResponse {
 
 impl ApiResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| AppError::Internal(format!("the server answered {} with a body that does not parse: {e}", self.status)))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            AppError::Internal(format!("the server answered {} with a body that does not parse: {e}", self.status))
+        })
     }
 
     /// The answer when it has the status `want`; otherwise the server's error, rebuilt from its
@@ -97,7 +98,10 @@ impl ApiResponse {
 impl ApiClient {
     pub fn new(server: &str, token: &str) -> Result<ApiClient, AppError> {
         let rest = server.trim().strip_prefix("http://").ok_or_else(|| {
-            AppError::invalid("--server", format!("must start with http:// (the reference worker speaks plain HTTP), got \"{server}\""))
+            AppError::invalid(
+                "--server",
+                format!("must start with http:// (the reference worker speaks plain HTTP), got \"{server}\""),
+            )
         })?;
         let (authority, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -113,7 +117,9 @@ impl ApiClient {
     }
 
     fn address(&self) -> String {
-        if self.authority.starts_with('[') || self.authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        if self.authority.starts_with('[')
+            || self.authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             self.authority.clone()
         } else {
             format!("{}:80", self.authority)
@@ -197,13 +203,27 @@ impl ApiClient {
         res.expect(StatusCode::OK, "claiming blocks")?.json()
     }
 
-    pub async fn complete(&self, run_id: i64, uid: &str, worker: &str, attempt: i64, result: &str) -> Result<BlockOutcome, AppError> {
+    pub async fn complete(
+        &self,
+        run_id: i64,
+        uid: &str,
+        worker: &str,
+        attempt: i64,
+        result: &str,
+    ) -> Result<BlockOutcome, AppError> {
         let body = json!({ "worker": worker, "attempt": attempt, "result": result });
         let path = paths::api_block_complete(run_id, uid);
         self.send(Method::POST, &path, Some(&body)).await?.expect(StatusCode::OK, "completing a block")?.json()
     }
 
-    pub async fn fail(&self, run_id: i64, uid: &str, worker: &str, attempt: i64, error: &str) -> Result<BlockOutcome, AppError> {
+    pub async fn fail(
+        &self,
+        run_id: i64,
+        uid: &str,
+        worker: &str,
+        attempt: i64,
+        error: &str,
+    ) -> Result<BlockOutcome, AppError> {
         let body = json!({ "worker": worker, "attempt": attempt, "error": error });
         let path = paths::api_block_fail(run_id, uid);
         self.send(Method::POST, &path, Some(&body)).await?.expect(StatusCode::OK, "failing a block")?.json()
@@ -258,7 +278,10 @@ mod tests {
     #[test]
     fn server_addresses_are_checked() {
         let c = ApiClient::new("http://127.0.0.1:3000/", "t").unwrap();
-        assert_eq!((c.authority.as_str(), c.prefix.as_str(), c.address()), ("127.0.0.1:3000", "", "127.0.0.1:3000".into()));
+        assert_eq!(
+            (c.authority.as_str(), c.prefix.as_str(), c.address()),
+            ("127.0.0.1:3000", "", "127.0.0.1:3000".into())
+        );
         let c = ApiClient::new("http://example.test/base/", "t").unwrap();
         assert_eq!((c.address(), c.prefix.as_str()), ("example.test:80".to_string(), "/base"));
         for bad in ["https://x", "x:1", "http://", "http://u@x"] {

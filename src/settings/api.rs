@@ -45,7 +45,13 @@ pub async fn save_policy(
     let (store, actor) = superuser_actor()?;
     let is_bool = spec(&key).is_some_and(|s| s.kind == Kind::Bool);
     let raw = match value {
-        Some(v) if is_bool => if v == "true" || v == "on" { "true".to_string() } else { v },
+        Some(v) if is_bool => {
+            if v == "true" || v == "on" {
+                "true".to_string()
+            } else {
+                v
+            }
+        }
         Some(v) => v,
         None if is_bool => "false".to_string(),
         None => String::new(),
@@ -150,7 +156,8 @@ fn finish(
             SaveOutcome::Conflict(c) => {
                 // The address must stay short: the value in the message is cut.
                 let mut c = c.clone();
-                c.current_value = c.current_value.map(|v| serde_json::Value::String(truncate(&canonical_json(&v), 120)));
+                c.current_value =
+                    c.current_value.map(|v| serde_json::Value::String(truncate(&canonical_json(&v), 120)));
                 ("conflict", c.to_string())
             }
         };

@@ -16,9 +16,9 @@ pub fn draft_text(spec: &KeySpec, v: &Json) -> String {
         Kind::Int { .. } => v.as_i64().map(|i| i.to_string()),
         Kind::Decimal { .. } => v.as_f64().and_then(to_hundredths).map(format_hundredths),
         Kind::Enum { .. } | Kind::ModelRef | Kind::Text { .. } => v.as_str().map(str::to_string),
-        Kind::Extensions { .. } => v
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")),
+        Kind::Extensions { .. } => {
+            v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+        }
         Kind::Providers => serde_json::to_string_pretty(v).ok(),
     };
     text.unwrap_or_else(|| canonical_json(v))

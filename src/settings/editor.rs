@@ -3,10 +3,10 @@
 
 use leptos::prelude::*;
 
+use super::api::{ResetPolicy, RevertPolicy, SavePolicy};
 use super::controls::{control, draft_text, error_id};
 use super::history::{HistoryList, ValueChart};
 use super::types::{PolicyPage, SaveOutcome, Section};
-use super::api::{ResetPolicy, RevertPolicy, SavePolicy};
 use super::EditorState;
 use crate::error::AppError;
 use crate::paths::key_anchor;
@@ -95,9 +95,10 @@ pub fn KeyEditor(
     let layers = resolved.layers.clone();
     let warnings = resolved.warnings.clone();
     let provenance = resolved.provenance_short();
-    let changed = resolved.updated_by.clone().map(|by| {
-        (by, resolved.updated_at.clone().map(|t| show_time(&t)).unwrap_or_default())
-    });
+    let changed = resolved
+        .updated_by
+        .clone()
+        .map(|by| (by, resolved.updated_at.clone().map(|t| show_time(&t)).unwrap_or_default()));
     let numeric = matches!(spec.kind, Kind::Int { .. } | Kind::Decimal { .. });
     let default_json = spec.default_value().to_json();
     let testid = move |part: &str| format!("{part}-{key}");

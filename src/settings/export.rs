@@ -31,11 +31,19 @@ enum Format {
     Json,
 }
 
-pub async fn export_csv(state: State<PolicyStore>, user: Option<Extension<RequestUser>>, q: Query<ExportQuery>) -> Result<Response, AppError> {
+pub async fn export_csv(
+    state: State<PolicyStore>,
+    user: Option<Extension<RequestUser>>,
+    q: Query<ExportQuery>,
+) -> Result<Response, AppError> {
     export(state, user, q, Format::Csv).await
 }
 
-pub async fn export_json(state: State<PolicyStore>, user: Option<Extension<RequestUser>>, q: Query<ExportQuery>) -> Result<Response, AppError> {
+pub async fn export_json(
+    state: State<PolicyStore>,
+    user: Option<Extension<RequestUser>>,
+    q: Query<ExportQuery>,
+) -> Result<Response, AppError> {
     export(state, user, q, Format::Json).await
 }
 
@@ -83,7 +91,17 @@ pub fn to_csv(rows: &[AuditRow]) -> Result<String, AppError> {
     let failed = |e: &dyn std::fmt::Display| AppError::Internal(format!("cannot write CSV: {e}"));
     let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
     w.write_record([
-        "id", "at", "key", "action", "actor_id", "actor_email", "from", "to", "reason", "policy_revision", "key_version",
+        "id",
+        "at",
+        "key",
+        "action",
+        "actor_id",
+        "actor_email",
+        "from",
+        "to",
+        "reason",
+        "policy_revision",
+        "key_version",
         "reverted_audit_id",
     ])
     .map_err(|e| failed(&e))?;
@@ -143,11 +161,15 @@ mod tests {
         // A tab-led field is also quoted by the writer only when it needs to be; the defused
         // form never starts with a formula character.
         let one = |s: &str| {
-            let r = AuditRow { reason: Some(s.into()), ..serde_json::from_value::<AuditRow>(json!({
-                "id": 1, "key": "k", "action": "update", "actor_id": null, "actor_email": "a", "at": "t",
-                "from_value": null, "to_value": null, "reason": null, "policy_revision": 1, "key_version": 1,
-                "reverted_audit_id": null
-            })).unwrap() };
+            let r = AuditRow {
+                reason: Some(s.into()),
+                ..serde_json::from_value::<AuditRow>(json!({
+                    "id": 1, "key": "k", "action": "update", "actor_id": null, "actor_email": "a", "at": "t",
+                    "from_value": null, "to_value": null, "reason": null, "policy_revision": 1, "key_version": 1,
+                    "reverted_audit_id": null
+                }))
+                .unwrap()
+            };
             to_csv(&[r]).unwrap().lines().nth(1).unwrap().split(',').nth(8).unwrap().to_string()
         };
         assert_eq!(one("@SUM(A1)"), "'@SUM(A1)");

@@ -152,11 +152,8 @@ pub fn HistoryList(
 /// a reset shows the default.
 #[component]
 pub fn ValueChart(key: &'static str, rows: Vec<AuditRow>, default: Json) -> impl IntoView {
-    let mut points: Vec<f64> = rows
-        .iter()
-        .rev()
-        .map(|r| r.to_value.as_ref().unwrap_or(&default).as_f64().unwrap_or(0.0))
-        .collect();
+    let mut points: Vec<f64> =
+        rows.iter().rev().map(|r| r.to_value.as_ref().unwrap_or(&default).as_f64().unwrap_or(0.0)).collect();
     if let Some(first) = rows.last() {
         points.insert(0, first.from_value.as_ref().unwrap_or(&default).as_f64().unwrap_or(0.0));
     }

@@ -15,7 +15,10 @@ pub mod export;
 use std::collections::HashMap;
 
 use leptos::prelude::*;
-use leptos_router::{components::A, hooks::{use_location, use_query_map}};
+use leptos_router::{
+    components::A,
+    hooks::{use_location, use_query_map},
+};
 
 use self::api::settings_data;
 use self::audit_log::{AuditLog, AuditRows};
@@ -228,10 +231,8 @@ fn category_panel(
     keys_in(c)
         .filter_map(|s| {
             let resolved = d.resolved(s.key)?.clone();
-            let parent_on = s
-                .depends_on
-                .and_then(|dep| d.resolved(dep.key))
-                .map(|r| r.value.as_bool().unwrap_or(false));
+            let parent_on =
+                s.depends_on.and_then(|dep| d.resolved(dep.key)).map(|r| r.value.as_bool().unwrap_or(false));
             let history = d.history(s.key).to_vec();
             let is_focus = focus.as_deref() == Some(s.key);
             // The outcome of a save made without JavaScript, carried back in the query.

@@ -6,6 +6,9 @@ use leptos::prelude::*;
 use super::controls::{error_id, input_id, split_tags};
 use crate::policy::value::Provider;
 
+/// One change to the provider list, applied to the draft.
+type ProviderEdit = Box<dyn FnOnce(&mut Vec<Provider>)>;
+
 #[component]
 pub(super) fn ProviderTable(
     key: &'static str,
@@ -16,7 +19,7 @@ pub(super) fn ProviderTable(
     disabled: bool,
 ) -> impl IntoView {
     let providers = Memo::new(move |_| serde_json::from_str::<Vec<Provider>>(&draft.get()).ok());
-    let edit = move |f: Box<dyn FnOnce(&mut Vec<Provider>)>| {
+    let edit = move |f: ProviderEdit| {
         if let Some(mut ps) = providers.get_untracked() {
             f(&mut ps);
             if let Ok(text) = serde_json::to_string_pretty(&ps) {

@@ -25,7 +25,8 @@ fn is_static_file(path: &str) -> bool {
 
 /// Files under a bundle folder named by its content hash (`pkg/<hash>/`): they never change.
 fn is_immutable_file(path: &str, pkg_dir: &str) -> bool {
-    pkg_dir != "pkg" && path.strip_prefix('/').and_then(|p| p.strip_prefix(pkg_dir)).is_some_and(|rest| rest.starts_with('/'))
+    pkg_dir != "pkg"
+        && path.strip_prefix('/').and_then(|p| p.strip_prefix(pkg_dir)).is_some_and(|rest| rest.starts_with('/'))
 }
 
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -43,7 +43,8 @@ fn too_large(limit: usize) -> AppError {
 /// and stops reading one that grows past it.
 pub async fn limit_bodies(req: Request, next: Next) -> Response {
     let limit = body_limit(req.uri().path());
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(limit).into_response();
     }

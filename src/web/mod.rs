@@ -16,16 +16,16 @@ use axum::{Extension, Router};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use crate::app::{shell, App};
+use crate::auth::session::AuthSettings;
 use crate::auth::session::RequestUser;
 use crate::auth::setup::superuser_exists;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::paths;
-use crate::policy::registry::REGISTRY;
 use crate::policy::instances::{env_disagreement, Instance};
+use crate::policy::registry::REGISTRY;
 use crate::policy::store::PolicyStore;
-use crate::auth::session::AuthSettings;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -139,14 +139,13 @@ async fn metrics(
         use sqlx::Row;
         let values = rows
             .iter()
-            .filter_map(|r| Some((vec![("state", r.try_get::<String, _>("state").ok()?)], r.try_get::<i64, _>("n").ok()? as f64)))
+            .filter_map(|r| {
+                Some((vec![("state", r.try_get::<String, _>("state").ok()?)], r.try_get::<i64, _>("n").ok()? as f64))
+            })
             .collect();
         gauges.push(crate::metrics::Gauge { name: "blocks", help: "Blocks of every run, by state.", values });
     }
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.db.metrics.render(&gauges),
-    )
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.db.metrics.render(&gauges))
         .into_response()
 }
 
@@ -172,7 +171,8 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     if !superuser_exists(&state.db).await? {
         // Shown once, on the terminal that started the server; never logged.
         let token = state.auth.setup.issue();
-        let host = if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        let host =
+            if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
         let origin = config.public_origin.clone().unwrap_or_else(|| format!("http://{host}"));
         println!(
             "\nFirst run: no superuser exists yet. To create one, open this address (it works once):\n\n    {}\n\nor run: runtime-policy user create EMAIL --role superuser\n",

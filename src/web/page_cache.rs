@@ -24,12 +24,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::page_csp;
-use crate::ui::RENDER_ERROR_ATTR;
 use crate::auth::session::RequestUser;
 use crate::paths::SETTINGS;
 use crate::policy::cache::Stamp;
 use crate::policy::registry::Category;
 use crate::policy::store::PolicyStore;
+use crate::ui::RENDER_ERROR_ATTR;
 
 /// At most this many pages are kept at one stamp (addresses differ by their query string).
 const MAX_PAGES: usize = 256;

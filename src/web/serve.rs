@@ -77,8 +77,11 @@ pub async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
     }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => AppError::Unavailable(format!("The request took longer than {} s and was stopped; try again.", limit.as_secs()))
-            .into_response(),
+        Err(_) => AppError::Unavailable(format!(
+            "The request took longer than {} s and was stopped; try again.",
+            limit.as_secs()
+        ))
+        .into_response(),
     }
 }
 
@@ -106,7 +109,10 @@ pub async fn serve_on(listener: TcpListener, app: Router, limits: ServeLimits, s
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             if !full_logged {
-                tracing::warn!(max = limits.max_connections, "connection cap reached; new connections are closed until some end");
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "connection cap reached; new connections are closed until some end"
+                );
                 full_logged = true;
             }
             drop(stream);

@@ -3,13 +3,15 @@
 
 use std::net::SocketAddr;
 
+use crate::helpers::TestDb;
 use axum::body::{to_bytes, Body};
 use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use crate::helpers::TestDb;
 use runtime_policy::auth::password::{Hasher, NewPassword};
-use runtime_policy::auth::token::{create_token, list_tokens, revoke_token, verify_worker_token, Grant, TokenName, TOKEN_REQUIRED};
+use runtime_policy::auth::token::{
+    create_token, list_tokens, revoke_token, verify_worker_token, Grant, TokenName, TOKEN_REQUIRED,
+};
 use runtime_policy::auth::types::Role;
 use runtime_policy::auth::users::{create_user, disable_user, list_users, Email};
 use runtime_policy::error::AppError;
@@ -85,7 +87,15 @@ impl Caller {
             }
         }
         let body = to_bytes(res.into_body(), 1 << 22).await.unwrap();
-        Res { status, location, retry_after, set_cookie, csp, request_id, body: String::from_utf8_lossy(&body).into_owned() }
+        Res {
+            status,
+            location,
+            retry_after,
+            set_cookie,
+            csp,
+            request_id,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
     }
 
     async fn post(&mut self, path: &str, body: &str) -> Res {
@@ -183,7 +193,13 @@ struct Case {
 
 const SERVER_FN_CASES: &[Case] = &[
     // Wrong credentials whoever calls: nobody is signed in as someone else.
-    Case { path: "/api/login", body: "email=root%40example.com&password=wrong+password", anonymous: 401, member: 401, superuser: 401 },
+    Case {
+        path: "/api/login",
+        body: "email=root%40example.com&password=wrong+password",
+        anonymous: 401,
+        member: 401,
+        superuser: 401,
+    },
     // Ends only the caller's own session; the table check below still sees nothing changed.
     Case { path: "/api/logout", body: "", anonymous: 200, member: 200, superuser: 200 },
     Case { path: "/api/current_user", body: "", anonymous: 200, member: 200, superuser: 200 },
@@ -200,9 +216,27 @@ const SERVER_FN_CASES: &[Case] = &[
     // Policy functions: superusers only. The superuser's call is one the store turns down
     // (out of range, nothing to reset, no such audit row), so the table check still holds.
     Case { path: "/api/settings_data", body: "category=worker", anonymous: 401, member: 403, superuser: 200 },
-    Case { path: "/api/save_policy", body: "key=worker.max_retries&value=99&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
-    Case { path: "/api/reset_policy", body: "key=worker.max_retries&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
-    Case { path: "/api/revert_policy", body: "key=worker.max_retries&audit_id=999&expected_version=0", anonymous: 401, member: 403, superuser: 200 },
+    Case {
+        path: "/api/save_policy",
+        body: "key=worker.max_retries&value=99&expected_version=0",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
+    Case {
+        path: "/api/reset_policy",
+        body: "key=worker.max_retries&expected_version=0",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
+    Case {
+        path: "/api/revert_policy",
+        body: "key=worker.max_retries&audit_id=999&expected_version=0",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
     Case { path: "/api/audit_log", body: "", anonymous: 401, member: 403, superuser: 200 },
     // Runs: members and superusers. Creating needs text, so an empty body changes nothing.
     Case { path: "/api/list_runs", body: "", anonymous: 401, member: 200, superuser: 200 },
@@ -274,7 +308,8 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
             // A GET never reaches a server function: 405, or 401 first when nobody is signed in
             // and the function is not public.
             let r = c.get(path).await;
-            let refused_first = matches!(who, Who::Anonymous) && expected == 401 && r.status == StatusCode::UNAUTHORIZED;
+            let refused_first =
+                matches!(who, Who::Anonymous) && expected == 401 && r.status == StatusCode::UNAUTHORIZED;
             assert!(r.status == StatusCode::METHOD_NOT_ALLOWED || refused_first, "GET {path} as {who:?}: {}", r.status);
             assert_eq!(snapshot(&state).await, before, "{path} as {who:?} changed something");
         }
@@ -394,7 +429,13 @@ on_both_backends!(sign_in_rotates_the_session_and_sets_a_strict_cookie, |t| {
     let secure = router(t.state_with(true).await);
     let mut s = Caller::new(&secure, [10, 1, 0, 5]);
     let r = s.login(MEMBER.0, MEMBER.1).await;
-    assert!(r.set_cookie.iter().any(|c| c.starts_with("__Host-rp_session=") && c.contains("Secure") && c.contains("Path=/")), "{:?}", r.set_cookie);
+    assert!(
+        r.set_cookie
+            .iter()
+            .any(|c| c.starts_with("__Host-rp_session=") && c.contains("Secure") && c.contains("Path=/")),
+        "{:?}",
+        r.set_cookie
+    );
     assert!(!r.set_cookie.iter().any(|c| c.contains("Domain=")), "{:?}", r.set_cookie);
     t.finish().await;
 });
@@ -506,10 +547,7 @@ on_both_backends!(cross_site_state_changes_are_refused, |t| {
     let (state, app) = setup(&t).await;
     let mut su = caller_as(&app, Who::Superuser, [10, 4, 0, 1]).await;
     let before = snapshot(&state).await;
-    for headers in [
-        vec![("origin", "https://evil.example")],
-        vec![("origin", "null")],
-    ] {
+    for headers in [vec![("origin", "https://evil.example")], vec![("origin", "null")]] {
         for path in ["/api/logout", "/api/login", "/api/current_user"] {
             let mut req = Request::builder()
                 .method(Method::POST)
@@ -520,12 +558,18 @@ on_both_backends!(cross_site_state_changes_are_refused, |t| {
             for (k, v) in &headers {
                 req = req.header(*k, *v);
             }
-            let res = app.clone().oneshot(req.body(Body::from(form(&[("email", SUPER.0), ("password", SUPER.1)]))).unwrap()).await.unwrap();
+            let res = app
+                .clone()
+                .oneshot(req.body(Body::from(form(&[("email", SUPER.0), ("password", SUPER.1)]))).unwrap())
+                .await
+                .unwrap();
             assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path} {headers:?}");
         }
     }
     // Without Origin, the browser's Sec-Fetch-Site decides.
-    let r = su.send(Method::POST, "/api/logout", "", &[("origin", "http://rp.test"), ("sec-fetch-site", "same-origin")]).await;
+    let r = su
+        .send(Method::POST, "/api/logout", "", &[("origin", "http://rp.test"), ("sec-fetch-site", "same-origin")])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let mut su = caller_as(&app, Who::Superuser, [10, 4, 0, 2]).await;
     let mut req = Request::builder()
@@ -640,9 +684,12 @@ on_both_backends!(worker_tokens_are_hashed_and_revocable, |t| {
     let name = TokenName::parse("worker-1").unwrap();
     let token = create_token(db, &name, &Grant::all()).await.unwrap();
     assert!(token.starts_with("rpw_") && token.len() == 68, "{token}");
-    let stored: String = sqlx::query("SELECT token_hash FROM worker_tokens").fetch_one(&db.pool).await.unwrap().get("token_hash");
+    let stored: String =
+        sqlx::query("SELECT token_hash FROM worker_tokens").fetch_one(&db.pool).await.unwrap().get("token_hash");
     assert!(!stored.contains(&token[4..]), "the token itself must not be stored");
-    assert!(matches!(create_token(db, &name, &Grant::all()).await, Err(AppError::Field { field, .. }) if field == "NAME"));
+    assert!(
+        matches!(create_token(db, &name, &Grant::all()).await, Err(AppError::Field { field, .. }) if field == "NAME")
+    );
 
     let mut headers = axum::http::HeaderMap::new();
     assert_eq!(verify_worker_token(db, &headers).await, Err(AppError::Unauthenticated(TOKEN_REQUIRED.into())));
@@ -672,7 +719,9 @@ on_both_backends!(concurrent_creations_of_one_name_give_the_field_error_never_50
             create_user(&db, &Email::parse("race@example.com").unwrap(), Role::Member, &hash).await
         }));
         let db = t.db.clone();
-        tokens.push(tokio::spawn(async move { create_token(&db, &TokenName::parse("racer").unwrap(), &Grant::all()).await.map(|_| ()) }));
+        tokens.push(tokio::spawn(async move {
+            create_token(&db, &TokenName::parse("racer").unwrap(), &Grant::all()).await.map(|_| ())
+        }));
     }
     for (what, field, results) in [
         ("user", "EMAIL", futures_results(users).await.into_iter().map(|r| r.map(|_| ())).collect::<Vec<_>>()),
@@ -723,13 +772,21 @@ on_both_backends!(malformed_requests_get_a_4xx_naming_the_problem_and_write_noth
     let big = "x".repeat(runtime_policy::web::limits::FORM_BODY + 1);
     let huge_run = "x".repeat(runtime_policy::web::limits::RUN_BODY + 1);
     let form_cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("/api/save_policy", format!("key=worker.max_retries&value=5&expected_version=0&reason={big}").into_bytes(), 413),
+        (
+            "/api/save_policy",
+            format!("key=worker.max_retries&value=5&expected_version=0&reason={big}").into_bytes(),
+            413,
+        ),
         ("/api/save_policy", b"key=worker.max_retries&value=5".to_vec(), 400),
         ("/api/save_policy", b"key=worker.max_retries&value=5&expected_version=0x10".to_vec(), 400),
         ("/api/save_policy", b"key=worker.max_retries&value=5&expected_version=1e3".to_vec(), 400),
         ("/api/save_policy", b"key=worker.max_retries&value=5&expected_version=18446744073709551616".to_vec(), 400),
         ("/api/save_policy", b"key=a&key=b&value=5&expected_version=0".to_vec(), 400),
-        ("/api/save_policy", [b"key=worker.max_retries&value=".as_slice(), &[0xff, 0xfe], b"&expected_version=0"].concat(), 400),
+        (
+            "/api/save_policy",
+            [b"key=worker.max_retries&value=".as_slice(), &[0xff, 0xfe], b"&expected_version=0"].concat(),
+            400,
+        ),
         ("/api/reset_policy", b"key=worker.max_retries".to_vec(), 400),
         ("/api/revert_policy", b"key=worker.max_retries&audit_id=x&expected_version=0".to_vec(), 400),
         ("/api/audit_log", b"before=-".to_vec(), 400),
@@ -743,7 +800,8 @@ on_both_backends!(malformed_requests_get_a_4xx_naming_the_problem_and_write_noth
     for (path, body, want) in form_cases {
         let r = c.send_bytes(Method::POST, path, body, &[]).await;
         assert_eq!(r.status.as_u16(), want, "{path}: {}", r.body.chars().take(300).collect::<String>());
-        let json: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", r.body));
+        let json: serde_json::Value =
+            serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", r.body));
         let error = json["error"].as_str().unwrap_or_default();
         assert!(!error.is_empty() && !error.contains("server function"), "{path}: {error}");
     }
@@ -762,22 +820,36 @@ on_both_backends!(malformed_requests_get_a_4xx_naming_the_problem_and_write_noth
     let before_api = snapshot(&state).await;
     let claims = paths::api_run_claims(run.id);
     let complete = paths::api_block_complete(run.id, &format!("r{}-b0", run.id));
-    let result_big = format!("{{\"worker\":\"w\",\"attempt\":1,\"result\":\"{}\"}}", "x".repeat(runtime_policy::web::limits::RESULT_BODY));
+    let result_big = format!(
+        "{{\"worker\":\"w\",\"attempt\":1,\"result\":\"{}\"}}",
+        "x".repeat(runtime_policy::web::limits::RESULT_BODY)
+    );
     let api_cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
         (paths::API_RUNS, vec![b'{', 0xff, b'}'], 400, Some("body")),
         (paths::API_RUNS, br#"{"blocks": ["a\u0000b"]}"#.to_vec(), 422, Some("blocks[0]")),
-        (paths::API_RUNS, format!("{{\"blocks\": [\"{}\"]}}", "x".repeat(runtime_policy::web::limits::RUN_BODY)).into_bytes(), 413, None),
+        (
+            paths::API_RUNS,
+            format!("{{\"blocks\": [\"{}\"]}}", "x".repeat(runtime_policy::web::limits::RUN_BODY)).into_bytes(),
+            413,
+            None,
+        ),
         (&claims, br#"{"worker": "w\u0000"}"#.to_vec(), 422, Some("worker")),
         (&claims, br#"{"worker": "w", "lease_seconds": 1e30}"#.to_vec(), 422, Some("lease_seconds")),
         (&claims, br#"{"lease_seconds": 10}"#.to_vec(), 422, Some("worker")),
-        (&complete, br#"{"worker": "w", "attempt": 18446744073709551616, "result": "r"}"#.to_vec(), 422, Some("attempt")),
+        (
+            &complete,
+            br#"{"worker": "w", "attempt": 18446744073709551616, "result": "r"}"#.to_vec(),
+            422,
+            Some("attempt"),
+        ),
         (&complete, br#"{"worker": "w", "attempt": 1, "result": "a\u0000"}"#.to_vec(), 422, Some("result")),
         (&complete, result_big.into_bytes(), 413, None),
     ];
     for (path, body, want, field) in api_cases {
         let r = c.send_bytes(Method::POST, path, body, &auth).await;
         assert_eq!(r.status.as_u16(), want, "{path}: {}", r.body.chars().take(300).collect::<String>());
-        let json: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", r.body));
+        let json: serde_json::Value =
+            serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", r.body));
         assert!(!json["error"].as_str().unwrap_or_default().is_empty(), "{path}: {json}");
         if let Some(f) = field {
             assert_eq!(json["field"], f, "{path}: {json}");
@@ -798,7 +870,10 @@ on_both_backends!(a_signed_in_settings_page_loads_and_sends_its_data_once, |t| {
     store.update(&actor, "worker.max_retries", &serde_json::json!(6), 0, Some("once")).await.unwrap();
     let blocks = runtime_policy::runs::input::NewBlocks::from_paragraphs("text", "one\n\ntwo").unwrap();
     let root = list_users(&state.db).await.unwrap().into_iter().map(|r| r.user).find(|u| u.email == SUPER.0).unwrap();
-    let run = runtime_policy::runs::server::create_run(&store, &runtime_policy::runs::server::Creator::user(&root), &blocks).await.unwrap();
+    let run =
+        runtime_policy::runs::server::create_run(&store, &runtime_policy::runs::server::Creator::user(&root), &blocks)
+            .await
+            .unwrap();
     // Each page's data is loaded and travels to the browser once, beside the signed-in user (it
     // used to be made, loaded and sent once for every time the signed-in check's view was built).
     // The settings area: the user, the section's data and the audit rows (empty but for the
@@ -894,16 +969,26 @@ on_both_backends!(a_settings_page_rendered_with_an_error_is_not_kept, |t| {
     su.login(SUPER.0, SUPER.1).await;
     let page = "/app/settings/superuser/worker";
     // The policy values cannot be read for a moment: the page says so.
-    sqlx::query("ALTER TABLE admin_runtime_policy RENAME TO admin_runtime_policy_away").execute(&state.db.pool).await.unwrap();
+    sqlx::query("ALTER TABLE admin_runtime_policy RENAME TO admin_runtime_policy_away")
+        .execute(&state.db.pool)
+        .await
+        .unwrap();
     let failed = su.get(page).await;
-    assert!(failed.body.contains(runtime_policy::ui::RENDER_ERROR_ATTR) && failed.body.contains("Internal error"), "{}", failed.body);
+    assert!(
+        failed.body.contains(runtime_policy::ui::RENDER_ERROR_ATTR) && failed.body.contains("Internal error"),
+        "{}",
+        failed.body
+    );
     // The same fault through the server function: 500, and the sentence names the request's id.
     let res = su.post("/api/settings_data", "category=worker").await;
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", res.body);
     let id = res.request_id.clone().expect("every answer has a request id");
     assert!(res.body.contains(&format!("request id {id}")), "{}", res.body);
     assert!(failed.body.contains(&format!("request id {}", failed.request_id.clone().unwrap())), "{}", failed.body);
-    sqlx::query("ALTER TABLE admin_runtime_policy_away RENAME TO admin_runtime_policy").execute(&state.db.pool).await.unwrap();
+    sqlx::query("ALTER TABLE admin_runtime_policy_away RENAME TO admin_runtime_policy")
+        .execute(&state.db.pool)
+        .await
+        .unwrap();
     // At the same policy revision, the next request renders the page again instead of
     // answering the failed one.
     let fine = su.get(page).await;
@@ -948,11 +1033,13 @@ on_both_backends!(first_run_setup_creates_one_superuser_once, |t| {
     // The same form sent twice at once: one superuser, one refusal.
     let mut other = Caller::new(&app, [10, 0, 0, 21]);
     let (first, second) = (send(&token, "first@example.com", pw), send(&token, "second@example.com", pw));
-    let (a, b) = tokio::join!(visitor.post("/api/first_superuser", &first), other.post("/api/first_superuser", &second));
+    let (a, b) =
+        tokio::join!(visitor.post("/api/first_superuser", &first), other.post("/api/first_superuser", &second));
     let mut statuses = [a.status.as_u16(), b.status.as_u16()];
     statuses.sort();
     assert_eq!(statuses, [200, 403], "{} / {}", a.body, b.body);
-    let supers: Vec<_> = list_users(&state.db).await.unwrap().into_iter().filter(|u| u.user.role == Role::Superuser).collect();
+    let supers: Vec<_> =
+        list_users(&state.db).await.unwrap().into_iter().filter(|u| u.user.role == Role::Superuser).collect();
     assert_eq!(supers.len(), 1, "{supers:?}");
     // The winner is signed in and lands on the settings.
     let (winner, body) = if a.status == StatusCode::OK { (&mut visitor, a.body) } else { (&mut other, b.body) };
@@ -976,7 +1063,9 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .iter()
         .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,
         })
         .sum()
@@ -990,7 +1079,9 @@ on_both_backends!(metrics_count_saves_conflicts_refusals_and_sign_ins, |t| {
     let mut su = Caller::new(&app, [10, 0, 0, 9]);
     assert_eq!(su.login(SUPER.0, "wrong password here").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(su.login(SUPER.0, SUPER.1).await.status, StatusCode::OK);
-    let save = |value: &str, version: &str| form(&[("key", "worker.max_retries"), ("value", value), ("expected_version", version)]);
+    let save = |value: &str, version: &str| {
+        form(&[("key", "worker.max_retries"), ("value", value), ("expected_version", version)])
+    };
     assert!(su.post("/api/save_policy", &save("5", "0")).await.body.contains("Saved"));
     su.post("/api/save_policy", &save("6", "0")).await; // stale: a conflict
     su.post("/api/save_policy", &save("99", "1")).await; // out of bounds: refused
@@ -1009,13 +1100,22 @@ on_both_backends!(metrics_count_saves_conflicts_refusals_and_sign_ins, |t| {
     let saves = [("method", "POST"), ("route", "/api/save_policy"), ("status", "200")];
     assert_eq!(metric(&text, "runtime_policy_http_requests_total", &saves), 4.0, "{text}");
     assert!(metric(&text, "runtime_policy_db_pool_connections", &[]) >= 1.0, "{text}");
-    assert!(text.contains("runtime_policy_http_request_duration_seconds_bucket{route=\"/api/save_policy\",le=\"+Inf\"} 4"), "{text}");
+    assert!(
+        text.contains("runtime_policy_http_request_duration_seconds_bucket{route=\"/api/save_policy\",le=\"+Inf\"} 4"),
+        "{text}"
+    );
 
     // Without a session: the token, or a loopback address; nobody else.
     let mut stranger = Caller::new(&app, [10, 0, 0, 50]);
     assert_eq!(stranger.get(paths::METRICS).await.status, StatusCode::FORBIDDEN);
-    for (token, status) in [("Bearer metrics-token-0123456789", StatusCode::OK), ("Bearer wrong-token-0123456789", StatusCode::FORBIDDEN)] {
-        assert_eq!(stranger.send(Method::GET, paths::METRICS, "", &[("authorization", token)]).await.status, status, "{token}");
+    for (token, status) in
+        [("Bearer metrics-token-0123456789", StatusCode::OK), ("Bearer wrong-token-0123456789", StatusCode::FORBIDDEN)]
+    {
+        assert_eq!(
+            stranger.send(Method::GET, paths::METRICS, "", &[("authorization", token)]).await.status,
+            status,
+            "{token}"
+        );
     }
     let mut local = Caller::new(&app, [127, 0, 0, 1]);
     assert_eq!(local.get(paths::METRICS).await.status, StatusCode::OK);

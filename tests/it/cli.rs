@@ -45,11 +45,7 @@ fn a_bad_site_address_exits_with_one_line_naming_the_variable() {
 fn migrate_creates_the_sqlite_file_and_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/folder/policy.db");
-    let out = bin()
-        .env("DATABASE_URL", format!("sqlite://{}", path.display()))
-        .arg("migrate")
-        .output()
-        .unwrap();
+    let out = bin().env("DATABASE_URL", format!("sqlite://{}", path.display())).arg("migrate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(path.exists());
     // The folder it created and the file are the owner's alone.
@@ -143,16 +139,32 @@ fn users_are_created_listed_and_disabled_and_bad_input_writes_nothing() {
     let db = dir.path().join("users.db");
     let list = |db| String::from_utf8(run(db, &["user", "list"], "").stdout).unwrap();
 
-    one_line_error(&run(&db, &["user", "create", "a@example.com", "--role", "superuser"], "short\n"), 2, "password: must be at least 12");
+    one_line_error(
+        &run(&db, &["user", "create", "a@example.com", "--role", "superuser"], "short\n"),
+        2,
+        "password: must be at least 12",
+    );
     one_line_error(&run(&db, &["user", "create", "a@example.com", "--role", "superuser"], ""), 2, "password:");
-    one_line_error(&run(&db, &["user", "create", "not-an-email", "--role", "member"], "long enough password\n"), 2, "EMAIL:");
-    one_line_error(&run(&db, &["user", "create", "a@example.com", "--role", "admin"], "long enough password\n"), 2, "--role");
+    one_line_error(
+        &run(&db, &["user", "create", "not-an-email", "--role", "member"], "long enough password\n"),
+        2,
+        "EMAIL:",
+    );
+    one_line_error(
+        &run(&db, &["user", "create", "a@example.com", "--role", "admin"], "long enough password\n"),
+        2,
+        "--role",
+    );
     one_line_error(&run(&db, &["user", "create", "a@example.com"], "long enough password\n"), 2, "--role");
     assert_eq!(list(&db), "");
 
     let out = run(&db, &["user", "create", "Ada@Example.com", "--role", "superuser"], "long enough password\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    one_line_error(&run(&db, &["user", "create", "ADA@example.com", "--role", "member"], "long enough password\n"), 2, "EMAIL: a user ada@example.com already exists");
+    one_line_error(
+        &run(&db, &["user", "create", "ADA@example.com", "--role", "member"], "long enough password\n"),
+        2,
+        "EMAIL: a user ada@example.com already exists",
+    );
     let out = run(&db, &["user", "create", "bob@example.com", "--role", "member"], "another long password\r\n");
     assert!(out.status.success());
 
@@ -188,13 +200,28 @@ fn worker_tokens_are_printed_once_listed_and_revoked() {
     // Scopes and a bound run are chosen at creation and listed; a token with no --scope gets
     // every worker scope.
     assert!(listed.starts_with("worker-1\t"));
-    let out = run(&db, &["token", "create", "reader", "--scope", "snapshot:read", "--scope", "runs:work", "--run", "3"], "");
+    let out =
+        run(&db, &["token", "create", "reader", "--scope", "snapshot:read", "--scope", "runs:work", "--run", "3"], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed = String::from_utf8(run(&db, &["token", "list"], "").stdout).unwrap();
-    assert!(listed.lines().any(|l| l.starts_with("reader\t") && l.ends_with("\truns:work snapshot:read (run 3)")), "{listed}");
-    assert!(listed.lines().any(|l| l.starts_with("worker-1\t") && l.ends_with("\truns:create runs:work snapshot:read")), "{listed}");
-    one_line_error(&run(&db, &["token", "create", "x", "--scope", "runs:delete"], ""), 2, "--scope: must be runs:create, runs:work or snapshot:read");
-    one_line_error(&run(&db, &["token", "create", "x", "--run", "3"], ""), 2, "--run: a token bound to one run cannot create runs");
+    assert!(
+        listed.lines().any(|l| l.starts_with("reader\t") && l.ends_with("\truns:work snapshot:read (run 3)")),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().any(|l| l.starts_with("worker-1\t") && l.ends_with("\truns:create runs:work snapshot:read")),
+        "{listed}"
+    );
+    one_line_error(
+        &run(&db, &["token", "create", "x", "--scope", "runs:delete"], ""),
+        2,
+        "--scope: must be runs:create, runs:work or snapshot:read",
+    );
+    one_line_error(
+        &run(&db, &["token", "create", "x", "--run", "3"], ""),
+        2,
+        "--run: a token bound to one run cannot create runs",
+    );
 }
 
 #[test]
@@ -213,7 +240,8 @@ fn the_committed_key_reference_is_what_the_registry_gives() {
     for spec in runtime_policy::policy::REGISTRY {
         assert!(written.contains(&format!("`{}`", spec.env_var())), "{} lacks its env variable", spec.key);
     }
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy-keys.md")).unwrap_or_default();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy-keys.md")).unwrap_or_default();
     assert!(
         committed == written,
         "docs/policy-keys.md differs from the registry: run `runtime-policy policy docs` and commit the file"
@@ -256,7 +284,11 @@ fn every_setting_is_a_flag_and_config_prints_them_with_secrets_hidden() {
     // An invalid env-layer value: reported by key, and a non-zero exit.
     let out = bin().env("POLICY__WORKER__MAX_RETRIES", "99").arg("config").output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("warning: worker.max_retries"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("warning: worker.max_retries"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // An invalid setting: one line naming it.
     let out = bin().args(["config", "--metrics-allow", "not-an-address"]).output().unwrap();
     assert!(!out.status.success());

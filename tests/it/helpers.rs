@@ -5,9 +5,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use runtime_policy::auth::session::AuthSettings;
 use runtime_policy::config::{Backend, DatabaseUrl};
 use runtime_policy::db::Db;
-use runtime_policy::auth::session::AuthSettings;
 use runtime_policy::state::AppState;
 use runtime_policy::web::router;
 use runtime_policy::web::serve::{serve_on, ServeLimits};
@@ -34,16 +34,9 @@ fn admin_url() -> String {
 
 fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "rp_test_{}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("rp_test_{}_{}_{}", std::process::id(), nanos % 1_000_000_000, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 impl TestDb {
@@ -51,8 +44,8 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let url = DatabaseUrl::parse(&format!("sqlite://{}/test.db", dir.path().display()))
-                    .expect("sqlite url");
+                let url =
+                    DatabaseUrl::parse(&format!("sqlite://{}/test.db", dir.path().display())).expect("sqlite url");
                 let db = Db::open(&url).await.expect("open sqlite");
                 TestDb { db, url, _dir: Some(dir), pg_name: None }
             }
@@ -80,10 +73,8 @@ impl TestDb {
 
     /// The app state with the session cookie's `Secure` flag set or not.
     pub async fn state_with(&self, cookie_secure: bool) -> AppState {
-        let options = leptos::config::LeptosOptions::builder()
-            .output_name("runtime-policy")
-            .site_root("target/site")
-            .build();
+        let options =
+            leptos::config::LeptosOptions::builder().output_name("runtime-policy").site_root("target/site").build();
         let settings = AuthSettings { cookie_secure, ..Default::default() };
         AppState::open(self.db.clone(), &self.url, options, settings).await.expect("open app state")
     }

@@ -175,7 +175,11 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
     for (module, file) in &files {
         let text = code(&std::fs::read_to_string(file).unwrap());
         let is_mod_rs = file.file_name().is_some_and(|n| n == "mod.rs");
-        let parent = if is_mod_rs { module.rsplit_once("::").map(|(p, _)| p).unwrap_or("") } else { module.rsplit_once("::").map(|(p, _)| p).unwrap_or("") };
+        let parent = if is_mod_rs {
+            module.rsplit_once("::").map(|(p, _)| p).unwrap_or("")
+        } else {
+            module.rsplit_once("::").map(|(p, _)| p).unwrap_or("")
+        };
         let own = if is_mod_rs { module.as_str() } else { parent };
         let mut targets = BTreeSet::new();
         let mut add = |base: &str, path: Vec<String>| {
@@ -259,11 +263,15 @@ fn the_check_catches_an_import_up_the_layers_and_a_cycle() {
     // The model reaching up into the page it is shown on.
     imports.get_mut("policy::registry").unwrap().insert("settings".to_string());
     let v = violations(&imports);
-    assert!(v.iter().any(|e| e.starts_with("policy::registry (the policy model) imports settings (components)")), "{v:?}");
+    assert!(
+        v.iter().any(|e| e.starts_with("policy::registry (the policy model) imports settings (components)")),
+        "{v:?}"
+    );
     assert!(v.iter().any(|e| e == "policy and settings import each other"), "{v:?}");
 
     // The same, read from source text the way the real files are read.
-    let text = code("use crate::settings::types::Section;\nfn f() { super::registry::spec(\"k\"); }\n// crate::web::serve\n");
+    let text =
+        code("use crate::settings::types::Section;\nfn f() { super::registry::spec(\"k\"); }\n// crate::web::serve\n");
     let paths = paths_after(&text, "crate");
     assert_eq!(paths, vec![vec!["settings".to_string(), "types".into(), "Section".into()]]);
     let known: BTreeSet<String> = LAYERS.iter().map(|(m, _)| m.to_string()).collect();

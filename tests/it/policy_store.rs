@@ -94,10 +94,19 @@ on_both_backends!(a_stale_version_is_refused_with_who_when_and_what, |t| {
 on_both_backends!(writing_the_value_in_force_is_a_no_op, |t| {
     let s = store(&t);
     // Equal to the default while no admin value exists.
-    assert_eq!(s.update(&alice(), "worker.claim_batch_size", &json!(10), 0, None).await.unwrap(), WriteOutcome::Unchanged);
+    assert_eq!(
+        s.update(&alice(), "worker.claim_batch_size", &json!(10), 0, None).await.unwrap(),
+        WriteOutcome::Unchanged
+    );
     s.update(&alice(), "worker.claim_batch_size", &json!(12), 0, None).await.unwrap();
-    assert_eq!(s.update(&alice(), "worker.claim_batch_size", &json!(12), 1, None).await.unwrap(), WriteOutcome::Unchanged);
-    assert_eq!(s.update_text(&alice(), "models.platform_default_temperature", "0.30", 0, None).await.unwrap(), WriteOutcome::Unchanged);
+    assert_eq!(
+        s.update(&alice(), "worker.claim_batch_size", &json!(12), 1, None).await.unwrap(),
+        WriteOutcome::Unchanged
+    );
+    assert_eq!(
+        s.update_text(&alice(), "models.platform_default_temperature", "0.30", 0, None).await.unwrap(),
+        WriteOutcome::Unchanged
+    );
     assert_eq!(audit_count(&t).await, 1);
     assert_eq!(s.revision().await.unwrap(), 1);
     t.finish().await;
@@ -108,7 +117,11 @@ on_both_backends!(reset_falls_back_and_revert_restores_an_earlier_value, |t| {
     assert_eq!(s.resolve_key("worker.max_retries").await.unwrap().provenance(), "effective=5 (source=env)");
     assert_eq!(s.reset(&alice(), "worker.max_retries", 0, None).await.unwrap(), WriteOutcome::Unchanged);
 
-    let WriteOutcome::Changed { audit_id: first, .. } = s.update(&alice(), "worker.max_retries", &json!(8), 0, None).await.unwrap() else { panic!() };
+    let WriteOutcome::Changed { audit_id: first, .. } =
+        s.update(&alice(), "worker.max_retries", &json!(8), 0, None).await.unwrap()
+    else {
+        panic!()
+    };
     s.update(&bob(), "worker.max_retries", &json!(9), 1, None).await.unwrap();
     s.reset(&alice(), "worker.max_retries", 2, Some("back to env")).await.unwrap();
     let r = s.resolve_key("worker.max_retries").await.unwrap();
@@ -188,9 +201,15 @@ on_both_backends!(the_database_refuses_to_change_the_audit_log, |t| {
     if t.db.backend == Backend::Sqlite {
         // Re-inserting an id (delete + insert) cannot rewrite a row either.
         let mut conn = t.db.pool.acquire().await.unwrap();
-        sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM admin_runtime_policy_audit").execute(&mut *conn).await.unwrap();
+        sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM admin_runtime_policy_audit")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
         sqlx::query("UPDATE forged SET reason = 'forged'").execute(&mut *conn).await.unwrap();
-        let e = sqlx::query("INSERT OR REPLACE INTO admin_runtime_policy_audit SELECT * FROM forged").execute(&mut *conn).await.unwrap_err();
+        let e = sqlx::query("INSERT OR REPLACE INTO admin_runtime_policy_audit SELECT * FROM forged")
+            .execute(&mut *conn)
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
     }
     if t.db.backend == Backend::Postgres {
@@ -250,14 +269,25 @@ on_both_backends!(history_filters_by_key_actor_and_time_and_pages, |t| {
     let bobs = s.history(&AuditFilter { actor: Some("bob@example.com".into()), ..Default::default() }).await.unwrap();
     assert_eq!(bobs.len(), 1);
     let page1 = s.history(&AuditFilter { limit: Some(2), ..Default::default() }).await.unwrap();
-    let page2 = s.history(&AuditFilter { limit: Some(2), before_id: Some(page1[1].id), ..Default::default() }).await.unwrap();
+    let page2 =
+        s.history(&AuditFilter { limit: Some(2), before_id: Some(page1[1].id), ..Default::default() }).await.unwrap();
     assert_eq!(page2.len(), 2);
     assert!(page2[0].id < page1[1].id);
     let future = s.history(&AuditFilter { from: Some("2999-01-01".into()), ..Default::default() }).await.unwrap();
     assert!(future.is_empty());
-    let past = s.history(&AuditFilter { to: Some("2999-01-01".into()), from: Some("2000-01-01T00:00:00Z".into()), ..Default::default() }).await.unwrap();
+    let past = s
+        .history(&AuditFilter {
+            to: Some("2999-01-01".into()),
+            from: Some("2000-01-01T00:00:00Z".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(past.len(), 6);
-    assert!(matches!(s.history(&AuditFilter { from: Some("yesterday".into()), ..Default::default() }).await, Err(AppError::Field { .. })));
+    assert!(matches!(
+        s.history(&AuditFilter { from: Some("yesterday".into()), ..Default::default() }).await,
+        Err(AppError::Field { .. })
+    ));
     t.finish().await;
 });
 
@@ -319,14 +349,17 @@ on_both_backends!(a_category_history_in_one_query_matches_each_key_alone, |t| {
     for i in 0..25i64 {
         let k = (i % 2) as usize;
         let value = if k == 0 { json!(11 + i) } else { json!(i % 9) };
-        if let WriteOutcome::Changed { version, .. } = s.update(&alice(), keys[k], &value, versions[k], None).await.unwrap() {
+        if let WriteOutcome::Changed { version, .. } =
+            s.update(&alice(), keys[k], &value, versions[k], None).await.unwrap()
+        {
             versions[k] = version;
         }
     }
     let together = s.recent_history(&keys, 5).await.unwrap();
     assert_eq!(together.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), keys);
     for (key, rows) in &together {
-        let alone = s.history(&AuditFilter { key: Some(key.clone()), limit: Some(5), ..Default::default() }).await.unwrap();
+        let alone =
+            s.history(&AuditFilter { key: Some(key.clone()), limit: Some(5), ..Default::default() }).await.unwrap();
         assert_eq!(rows, &alone, "{key}");
     }
     assert_eq!(together[0].1.len(), 5);
@@ -339,7 +372,8 @@ on_both_backends!(a_change_through_another_instance_shows_at_the_next_read, |t| 
     let here = store(&t);
     let there = PolicyStore::new(runtime_policy::db::Db::connect(&t.url).await.unwrap(), HashMap::new());
     let keys = ["worker.max_retries", "worker.claim_batch_size"];
-    let value_of = |all: &[runtime_policy::policy::Resolved], key: &str| all.iter().find(|r| r.key == key).unwrap().value.clone();
+    let value_of =
+        |all: &[runtime_policy::policy::Resolved], key: &str| all.iter().find(|r| r.key == key).unwrap().value.clone();
 
     let (rev0, first) = here.current().await.unwrap();
     assert_eq!(value_of(&first, "worker.max_retries"), json!(3));

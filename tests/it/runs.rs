@@ -64,7 +64,10 @@ fn worker_config(base: &str, token: &str, run_id: i64, name: &str) -> WorkerConf
 }
 
 /// Every block of a run: uid, index, state, attempts, claimed_by, text, result.
-async fn blocks(t: &helpers::TestDb, run_id: i64) -> Vec<(String, i64, String, i64, Option<String>, String, Option<String>)> {
+async fn blocks(
+    t: &helpers::TestDb,
+    run_id: i64,
+) -> Vec<(String, i64, String, i64, Option<String>, String, Option<String>)> {
     sqlx::query(
         "SELECT block_uid, block_index, state, attempts, claimed_by, text, result FROM blocks WHERE run_id = $1 ORDER BY block_index",
     )
@@ -127,7 +130,10 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
     assert_eq!(first.batch_size, 10);
     assert_eq!(first.blocks.iter().map(|b| b.block_index).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
     for b in &first.blocks {
-        client.complete(run_id, &b.block_uid, "first", b.attempt, &worker::process_block(&snapshot, &b.text)).await.unwrap();
+        client
+            .complete(run_id, &b.block_uid, "first", b.attempt, &worker::process_block(&snapshot, &b.text))
+            .await
+            .unwrap();
     }
 
     // 3. A superuser changes the batch size and the block prompt.
@@ -137,7 +143,8 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
     assert_eq!((again.clone(), etag_again), (snapshot.clone(), etag.clone()), "the run's snapshot must not move");
 
     // 4. Two reference workers finish the run at the same time.
-    let (config_a, config_b) = (worker_config(&base, &tok, run_id, "worker-a"), worker_config(&base, &tok, run_id, "worker-b"));
+    let (config_a, config_b) =
+        (worker_config(&base, &tok, run_id, "worker-a"), worker_config(&base, &tok, run_id, "worker-b"));
     let (a, b) = tokio::join!(worker::run(&config_a), worker::run(&config_b));
     let (a, b) = (a.unwrap(), b.unwrap());
     for report in [&a, &b] {
@@ -155,12 +162,17 @@ on_both_backends!(two_workers_finish_a_run_under_its_snapshot_while_the_baseline
     assert_eq!(all.len(), 50);
     for (uid, index, state, attempts, _, text, result) in &all {
         assert_eq!((state.as_str(), *attempts), ("done", 1), "{uid}");
-        assert_eq!(result.as_deref(), Some(render_block_prompt(&old_prompt, text).as_str()), "block {index} used another prompt");
+        assert_eq!(
+            result.as_deref(),
+            Some(render_block_prompt(&old_prompt, text).as_str()),
+            "block {index} used another prompt"
+        );
     }
     assert_eq!(run_status(&t, run_id).await, ("done".to_string(), 50, 0));
 
     // A run created after the change uses the new values.
-    let later = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(50)).unwrap()).await.unwrap();
+    let later =
+        run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(50)).unwrap()).await.unwrap();
     assert_eq!(later.policy_revision, 3);
     assert_ne!(later.snapshot_sha256, etag);
     let report = worker::run(&worker_config(&base, &tok, later.id, "worker-c")).await.unwrap();
@@ -205,7 +217,8 @@ on_both_backends!(claims_order_by_the_integer_block_index_as_the_snapshot_says, 
         spread_indexes(&t, run).await;
         let mut order = Vec::new();
         for _ in 0..3 {
-            let c = run_store::claim(&t.db, run, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+            let c =
+                run_store::claim(&t.db, run, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
             assert_eq!(c.blocks.len(), 1, "batch size 1 from the snapshot");
             order.push(c.blocks[0].block_index);
         }
@@ -273,7 +286,10 @@ on_both_backends!(a_failed_block_is_retried_up_to_the_snapshot_max_retries, |t| 
     let out = run_store::fail(&t.db, run.id, &b0.block_uid, holder(&w), 1, "model timed out").await.unwrap();
     assert_eq!((out.state.as_str(), out.attempts), ("pending", 1));
     // Failing twice with the same attempt is refused.
-    assert!(matches!(run_store::fail(&t.db, run.id, &b0.block_uid, holder(&w), 1, "again").await, Err(AppError::Conflict(_))));
+    assert!(matches!(
+        run_store::fail(&t.db, run.id, &b0.block_uid, holder(&w), 1, "again").await,
+        Err(AppError::Conflict(_))
+    ));
 
     let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), now).await.unwrap();
     assert_eq!(c.blocks.iter().map(|b| (b.block_index, b.attempt)).collect::<Vec<_>>(), vec![(0, 2)]);
@@ -283,8 +299,14 @@ on_both_backends!(a_failed_block_is_retried_up_to_the_snapshot_max_retries, |t| 
     // The other block's holder dies twice; its last lease expiring fails it.
     let later = now + chrono::Duration::seconds(120);
     let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), later).await.unwrap();
-    assert_eq!(c.blocks.iter().map(|b| (b.block_uid.as_str(), b.attempt)).collect::<Vec<_>>(), vec![(b1.block_uid.as_str(), 2)]);
-    let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), later + chrono::Duration::seconds(120)).await.unwrap();
+    assert_eq!(
+        c.blocks.iter().map(|b| (b.block_uid.as_str(), b.attempt)).collect::<Vec<_>>(),
+        vec![(b1.block_uid.as_str(), 2)]
+    );
+    let c =
+        run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), later + chrono::Duration::seconds(120))
+            .await
+            .unwrap();
     assert!(c.blocks.is_empty());
     assert!(c.finished);
     let all = blocks(&t, run.id).await;
@@ -310,7 +332,11 @@ on_both_backends!(the_database_refuses_to_change_a_snapshot, |t| {
     if t.db.backend == runtime_policy::config::Backend::Sqlite {
         // Re-inserting the id with another snapshot (delete + insert) is refused too.
         let mut conn = t.db.pool.acquire().await.unwrap();
-        sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM runs WHERE id = $1").bind(run.id).execute(&mut *conn).await.unwrap();
+        sqlx::query("CREATE TEMP TABLE forged AS SELECT * FROM runs WHERE id = $1")
+            .bind(run.id)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
         sqlx::query("UPDATE forged SET policy_snapshot = '{}'").execute(&mut *conn).await.unwrap();
         let e = sqlx::query("INSERT OR REPLACE INTO runs SELECT * FROM forged").execute(&mut *conn).await.unwrap_err();
         assert!(e.to_string().contains("the policy snapshot is immutable"), "{e}");
@@ -374,13 +400,18 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
     for (m, p, b) in [
         (Method::GET, paths::api_run_policy(999999), None),
         (Method::POST, paths::api_run_claims(999999), Some(worker_body.clone())),
-        (Method::POST, paths::api_block_complete(id, "nope"), Some(json!({ "worker": "w", "attempt": 1, "result": "r" }))),
+        (
+            Method::POST,
+            paths::api_block_complete(id, "nope"),
+            Some(json!({ "worker": "w", "attempt": 1, "result": "r" })),
+        ),
     ] {
         let r = good.send(m.clone(), &p, b.as_ref()).await.unwrap();
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {p}");
     }
     // A block not claimed by the caller: 409.
-    let r = good.send(Method::POST, &complete, Some(&json!({ "worker": "w", "attempt": 1, "result": "r" }))).await.unwrap();
+    let r =
+        good.send(Method::POST, &complete, Some(&json!({ "worker": "w", "attempt": 1, "result": "r" }))).await.unwrap();
     assert_eq!(r.status, StatusCode::CONFLICT);
 
     // Bad input: 400 (not JSON) or 422 naming the field.
@@ -388,19 +419,73 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
         (Method::GET, "/api/v1/runs/abc/policy".into(), None, StatusCode::UNPROCESSABLE_ENTITY, "id"),
         (Method::GET, "/api/v1/runs/-1/policy".into(), None, StatusCode::UNPROCESSABLE_ENTITY, "id"),
         (Method::POST, paths::API_RUNS.into(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
-        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": "x" })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
-        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": [] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks"),
-        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": ["ok", 3] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
-        (Method::POST, paths::API_RUNS.into(), Some(json!({ "blocks": ["ok", "  "] })), StatusCode::UNPROCESSABLE_ENTITY, "blocks[1]"),
+        (
+            Method::POST,
+            paths::API_RUNS.into(),
+            Some(json!({ "blocks": "x" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "blocks",
+        ),
+        (
+            Method::POST,
+            paths::API_RUNS.into(),
+            Some(json!({ "blocks": [] })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "blocks",
+        ),
+        (
+            Method::POST,
+            paths::API_RUNS.into(),
+            Some(json!({ "blocks": ["ok", 3] })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "blocks[1]",
+        ),
+        (
+            Method::POST,
+            paths::API_RUNS.into(),
+            Some(json!({ "blocks": ["ok", "  "] })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "blocks[1]",
+        ),
         (Method::POST, paths::API_RUNS.into(), Some(json!([1, 2])), StatusCode::BAD_REQUEST, "body"),
         (Method::POST, claims.clone(), Some(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
         (Method::POST, claims.clone(), Some(json!({ "worker": "a b" })), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
         (Method::POST, claims.clone(), Some(json!({ "worker": 7 })), StatusCode::UNPROCESSABLE_ENTITY, "worker"),
-        (Method::POST, claims.clone(), Some(json!({ "worker": "w", "lease_seconds": 0 })), StatusCode::UNPROCESSABLE_ENTITY, "lease_seconds"),
-        (Method::POST, claims.clone(), Some(json!({ "worker": "w", "lease_seconds": "soon" })), StatusCode::UNPROCESSABLE_ENTITY, "lease_seconds"),
-        (Method::POST, complete.clone(), Some(json!({ "worker": "w", "result": "r" })), StatusCode::UNPROCESSABLE_ENTITY, "attempt"),
-        (Method::POST, complete.clone(), Some(json!({ "worker": "w", "attempt": 1 })), StatusCode::UNPROCESSABLE_ENTITY, "result"),
-        (Method::POST, fail.clone(), Some(json!({ "worker": "w", "attempt": 1.5, "error": "e" })), StatusCode::UNPROCESSABLE_ENTITY, "attempt"),
+        (
+            Method::POST,
+            claims.clone(),
+            Some(json!({ "worker": "w", "lease_seconds": 0 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "lease_seconds",
+        ),
+        (
+            Method::POST,
+            claims.clone(),
+            Some(json!({ "worker": "w", "lease_seconds": "soon" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "lease_seconds",
+        ),
+        (
+            Method::POST,
+            complete.clone(),
+            Some(json!({ "worker": "w", "result": "r" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "attempt",
+        ),
+        (
+            Method::POST,
+            complete.clone(),
+            Some(json!({ "worker": "w", "attempt": 1 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "result",
+        ),
+        (
+            Method::POST,
+            fail.clone(),
+            Some(json!({ "worker": "w", "attempt": 1.5, "error": "e" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "attempt",
+        ),
     ];
     for (m, p, b, status, field) in cases {
         let r = good.send(m.clone(), &p, b.as_ref()).await.unwrap();
@@ -411,7 +496,10 @@ on_both_backends!(the_worker_api_answers_bad_callers_and_bad_input_with_statuses
     let c = ApiClient::new(&base, &tok).unwrap();
     let raw = c.send(Method::POST, &claims, Some(&json!("not an object"))).await.unwrap();
     assert_eq!(raw.status, StatusCode::BAD_REQUEST);
-    assert_eq!(runs_before, sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM runs").fetch_one(&t.db.pool).await.unwrap());
+    assert_eq!(
+        runs_before,
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM runs").fetch_one(&t.db.pool).await.unwrap()
+    );
     t.finish().await;
 });
 
@@ -439,11 +527,18 @@ on_both_backends!(members_see_their_own_runs_and_the_page_shows_drift, |t| {
     let a2 = run_store::create_run(&s, &Creator::user(&ann), &blocks).await.unwrap();
 
     let ids = |v: Vec<runtime_policy::runs::types::RunSummary>| v.iter().map(|r| r.id).collect::<Vec<_>>();
-    assert_eq!(ids(run_store::list_runs(&t.db, &ann, 100).await.unwrap()), vec![a2.id, a1.id], "newest first, own only");
+    assert_eq!(
+        ids(run_store::list_runs(&t.db, &ann, 100).await.unwrap()),
+        vec![a2.id, a1.id],
+        "newest first, own only"
+    );
     assert_eq!(ids(run_store::list_runs(&t.db, &bob, 100).await.unwrap()), vec![b1.id]);
     assert_eq!(ids(run_store::list_runs(&t.db, &root, 100).await.unwrap()), vec![a2.id, b1.id, a1.id]);
     let listed = run_store::list_runs(&t.db, &ann, 100).await.unwrap();
-    assert_eq!((listed[0].status.as_str(), listed[0].block_count, listed[0].created_by.as_str()), ("pending", 2, "ann@example.com"));
+    assert_eq!(
+        (listed[0].status.as_str(), listed[0].block_count, listed[0].created_by.as_str()),
+        ("pending", 2, "ann@example.com")
+    );
 
     assert!(matches!(run_store::run_detail(&s, &bob, a1.id).await, Err(AppError::NotFound(_))));
     assert!(run_store::run_detail(&s, &root, a1.id).await.is_ok());
@@ -501,7 +596,8 @@ fn run_create_reads_the_blocks_file_and_bad_input_exits_2() {
 on_both_backends!(concurrent_claims_never_share_a_block, |t| {
     let s = store(&t);
     s.update(&admin(), "worker.claim_batch_size", &json!(3), 0, None).await.unwrap();
-    let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(60)).unwrap()).await.unwrap();
+    let run =
+        run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(60)).unwrap()).await.unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let db = t.db.clone();
@@ -509,7 +605,9 @@ on_both_backends!(concurrent_claims_never_share_a_block, |t| {
                 let w = WorkerName::parse(&format!("w{i}")).unwrap();
                 let mut mine = Vec::new();
                 loop {
-                    let c = run_store::claim(&db, run.id, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+                    let c = run_store::claim(&db, run.id, holder(&w), Duration::from_secs(60), chrono::Utc::now())
+                        .await
+                        .unwrap();
                     if c.blocks.is_empty() {
                         return mine;
                     }
@@ -551,16 +649,44 @@ async fn the_worker_command_finishes_a_run_over_http() {
     let t = helpers::TestDb::new(runtime_policy::config::Backend::Sqlite).await;
     let base = spawn_app(&t).await;
     let tok = token(&t, "cli-worker").await;
-    let run = run_store::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap()).await.unwrap();
-    let out = command(vec!["worker".into(), "--run".into(), run.id.to_string(), "--server".into(), base.clone(), "--name".into(), "cli-1".into()], Some(tok)).await;
+    let run = run_store::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap())
+        .await
+        .unwrap();
+    let out = command(
+        vec![
+            "worker".into(),
+            "--run".into(),
+            run.id.to_string(),
+            "--server".into(),
+            base.clone(),
+            "--name".into(),
+            "cli-1".into(),
+        ],
+        Some(tok),
+    )
+    .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with(&format!("run {}: 12 blocks in 2 batches by cli-1", run.id)), "{text}");
     assert!(blocks(&t, run.id).await.iter().all(|b| b.2 == "done" && b.4.as_deref() == Some("cli-1")));
 
     // A bad token: one line, exit 1, nothing claimed.
-    let other = run_store::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
-    let out = command(vec!["worker".into(), "--run".into(), other.id.to_string(), "--server".into(), base.clone(), "--token".into(), "rpw_wrong".into()], None).await;
+    let other = run_store::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap())
+        .await
+        .unwrap();
+    let out = command(
+        vec![
+            "worker".into(),
+            "--run".into(),
+            other.id.to_string(),
+            "--server".into(),
+            base.clone(),
+            "--token".into(),
+            "rpw_wrong".into(),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("401"), "{err}");
@@ -573,7 +699,8 @@ on_both_backends!(a_claim_belongs_to_its_token_and_scopes_limit_what_a_token_doe
     let base = spawn_app(&t).await;
     let s = store(&t);
     let run = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(3)).unwrap()).await.unwrap();
-    let other = run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
+    let other =
+        run_store::create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts(1)).unwrap()).await.unwrap();
     let a = ApiClient::new(&base, &token(&t, "token-a").await).unwrap();
     let b = ApiClient::new(&base, &token(&t, "token-b").await).unwrap();
 
@@ -582,19 +709,31 @@ on_both_backends!(a_claim_belongs_to_its_token_and_scopes_limit_what_a_token_doe
     assert_eq!(claim.blocks.len(), 3);
     let held = &claim.blocks[0];
     for (path, body) in [
-        (paths::api_block_complete(run.id, &held.block_uid), json!({ "worker": "a", "attempt": held.attempt, "result": "forged" })),
-        (paths::api_block_fail(run.id, &held.block_uid), json!({ "worker": "a", "attempt": held.attempt, "error": "forged" })),
+        (
+            paths::api_block_complete(run.id, &held.block_uid),
+            json!({ "worker": "a", "attempt": held.attempt, "result": "forged" }),
+        ),
+        (
+            paths::api_block_fail(run.id, &held.block_uid),
+            json!({ "worker": "a", "attempt": held.attempt, "error": "forged" }),
+        ),
     ] {
         let r = b.send(Method::POST, &path, Some(&body)).await.unwrap();
         assert_eq!(r.status, StatusCode::CONFLICT);
         let error: Value = serde_json::from_slice(&r.body).unwrap();
         let text = error["error"].as_str().unwrap();
         assert!(text.contains("not held by this token"), "{text}");
-        assert!(!text.contains("token-a") && !text.contains("held by a") && !text.contains("state"), "reveals too much: {text}");
+        assert!(
+            !text.contains("token-a") && !text.contains("held by a") && !text.contains("state"),
+            "reveals too much: {text}"
+        );
     }
     // B's own claim gets none of A's blocks.
     assert!(b.claim(run.id, "b", Some(60)).await.unwrap().blocks.is_empty());
-    assert!(blocks(&t, run.id).await.iter().all(|blk| blk.2 == "claimed" && blk.4.as_deref() == Some("a") && blk.6.is_none()));
+    assert!(blocks(&t, run.id)
+        .await
+        .iter()
+        .all(|blk| blk.2 == "claimed" && blk.4.as_deref() == Some("a") && blk.6.is_none()));
     // A completes its own.
     a.complete(run.id, &held.block_uid, "a", held.attempt, "ok").await.unwrap();
 
@@ -608,7 +747,9 @@ on_both_backends!(a_claim_belongs_to_its_token_and_scopes_limit_what_a_token_doe
     // Scopes: a read-only token reads snapshots and nothing else; a token bound to a run
     // touches only that run.
     let read_only = Grant::parse(&["snapshot:read".to_string()], None).unwrap();
-    let reader = ApiClient::new(&base, &create_token(&t.db, &TokenName::parse("reader").unwrap(), &read_only).await.unwrap()).unwrap();
+    let reader =
+        ApiClient::new(&base, &create_token(&t.db, &TokenName::parse("reader").unwrap(), &read_only).await.unwrap())
+            .unwrap();
     assert_eq!(reader.send(Method::GET, &paths::api_run_policy(run.id), None).await.unwrap().status, StatusCode::OK);
     let r = reader.send(Method::POST, &paths::api_run_claims(run.id), Some(&json!({ "worker": "r" }))).await.unwrap();
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -616,7 +757,9 @@ on_both_backends!(a_claim_belongs_to_its_token_and_scopes_limit_what_a_token_doe
     let r = reader.send(Method::POST, paths::API_RUNS, Some(&json!({ "blocks": ["x"] }))).await.unwrap();
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let bound = Grant::parse(&["runs:work".to_string(), "snapshot:read".to_string()], Some(run.id)).unwrap();
-    let worker = ApiClient::new(&base, &create_token(&t.db, &TokenName::parse("bound").unwrap(), &bound).await.unwrap()).unwrap();
+    let worker =
+        ApiClient::new(&base, &create_token(&t.db, &TokenName::parse("bound").unwrap(), &bound).await.unwrap())
+            .unwrap();
     assert_eq!(worker.send(Method::GET, &paths::api_run_policy(run.id), None).await.unwrap().status, StatusCode::OK);
     let r = worker.send(Method::POST, &paths::api_run_claims(other.id), Some(&json!({ "worker": "w" }))).await.unwrap();
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -631,9 +774,13 @@ on_both_backends!(a_revoked_claim_on_its_last_attempt_fails_the_block_at_the_nex
     // Zero retries: the first claim is the last allowed attempt.
     sqlx::query("UPDATE blocks SET attempts = 3 WHERE run_id = $1").bind(run.id).execute(&t.db.pool).await.unwrap();
     let tok = token(&t, "last").await;
-    let id: i64 = sqlx::query("SELECT id FROM worker_tokens WHERE name = 'last'").fetch_one(&t.db.pool).await.unwrap().get("id");
+    let id: i64 =
+        sqlx::query("SELECT id FROM worker_tokens WHERE name = 'last'").fetch_one(&t.db.pool).await.unwrap().get("id");
     let w = WorkerName::parse("w").unwrap();
-    let c = run_store::claim(&t.db, run.id, Holder { token: id, worker: &w }, Duration::from_secs(60), chrono::Utc::now()).await.unwrap();
+    let c =
+        run_store::claim(&t.db, run.id, Holder { token: id, worker: &w }, Duration::from_secs(60), chrono::Utc::now())
+            .await
+            .unwrap();
     assert_eq!(c.blocks[0].attempt, 4);
     revoke_token(&t.db, &TokenName::parse("last").unwrap()).await.unwrap();
     let c = run_store::claim(&t.db, run.id, holder(&w), Duration::from_secs(60), chrono::Utc::now()).await.unwrap();

@@ -1,17 +1,14 @@
 //! The walking skeleton: database, migrations, health and the server-rendered page.
 
+use crate::helpers::TestDb;
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
-use crate::helpers::TestDb;
 use runtime_policy::web::router;
 use tower::ServiceExt;
 
 async fn get(db: &TestDb, path: &str) -> (StatusCode, Option<String>, String) {
     let app = router(db.state().await);
-    let res = app
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
     let status = res.status();
     let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_string());
     let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
@@ -46,7 +43,8 @@ on_both_backends!(readiness_needs_the_database_every_migration_and_no_stop, |t| 
     assert_eq!(get_on(&state, path).await, (StatusCode::OK, "ready".to_string()));
     // Asked to stop: not ready, while liveness still answers.
     state.stopping.set();
-    let not_ready = |reason: &str| (StatusCode::SERVICE_UNAVAILABLE, format!("{{\"error\":\"{reason}\",\"status\":503}}"));
+    let not_ready =
+        |reason: &str| (StatusCode::SERVICE_UNAVAILABLE, format!("{{\"error\":\"{reason}\",\"status\":503}}"));
     assert_eq!(get_on(&state, path).await, not_ready("stopping"));
     assert_eq!(get_on(&state, "/healthz").await.0, StatusCode::OK);
     // A migration this build carries is missing.
@@ -118,7 +116,8 @@ on_both_backends!(every_answer_carries_the_security_headers, |t| {
     // A server function's answer and an API answer.
     let (status, _, _) = headers_of(app.clone(), Request::post("/api/current_user").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, headers, _) = headers_of(app.clone(), Request::get("/api/v1/runs/1/policy").body(Body::empty()).unwrap()).await;
+    let (status, headers, _) =
+        headers_of(app.clone(), Request::get("/api/v1/runs/1/policy").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
 
@@ -191,14 +190,20 @@ async fn a_request_over_its_time_limit_answers_503() {
     use std::time::Duration;
     let slow = axum::Router::new()
         .route("/slow", axum::routing::get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }))
-        .route(runtime_policy::paths::AUDIT_EXPORT_CSV, axum::routing::get(|| async { tokio::time::sleep(Duration::from_millis(300)).await }))
-        .layer(axum::middleware::from_fn(|req, next| runtime_policy::web::serve::time_limit(Duration::from_millis(100), req, next)));
+        .route(
+            runtime_policy::paths::AUDIT_EXPORT_CSV,
+            axum::routing::get(|| async { tokio::time::sleep(Duration::from_millis(300)).await }),
+        )
+        .layer(axum::middleware::from_fn(|req, next| {
+            runtime_policy::web::serve::time_limit(Duration::from_millis(100), req, next)
+        }));
     let res = slow.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = serde_json::from_slice(&to_bytes(res.into_body(), 4096).await.unwrap()).unwrap();
     assert!(body["error"].as_str().unwrap().contains("took longer than"), "{body}");
     // The audit downloads may take longer.
-    let res = slow.oneshot(Request::get(runtime_policy::paths::AUDIT_EXPORT_CSV).body(Body::empty()).unwrap()).await.unwrap();
+    let res =
+        slow.oneshot(Request::get(runtime_policy::paths::AUDIT_EXPORT_CSV).body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -222,7 +227,11 @@ on_both_backends!(bundle_files_come_compressed_and_hashed_before_any_session_wor
         .build();
     let app = router(state);
     let get = |path: &str, encoding: &str| {
-        Request::get(path).header("accept-encoding", encoding).header("cookie", "rp_session=AAAAAAAAAAAAAAAAAAAAAA").body(Body::empty()).unwrap()
+        Request::get(path)
+            .header("accept-encoding", encoding)
+            .header("cookie", "rp_session=AAAAAAAAAAAAAAAAAAAAAA")
+            .body(Body::empty())
+            .unwrap()
     };
     let js = "/pkg/0123abcd4567ef89/runtime-policy.js";
     let res = app.clone().oneshot(get(js, "br, gzip")).await.unwrap();
@@ -301,7 +310,10 @@ async fn each_request_has_an_id_and_one_log_line_without_secrets() {
     assert_eq!(res.headers()["x-request-id"], "trace-me-1");
     let fresh = send(None, "/healthz").await.unwrap().headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(fresh.len(), 16, "{fresh}");
-    let replaced = send(Some("has spaces/and a slash"), "/healthz").await.unwrap().headers()["x-request-id"].to_str().unwrap().to_string();
+    let replaced = send(Some("has spaces/and a slash"), "/healthz").await.unwrap().headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(replaced.len(), 16, "{replaced}");
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -310,10 +322,17 @@ async fn each_request_has_an_id_and_one_log_line_without_secrets() {
     let setup = lines.iter().find(|l| l.contains("trace-me-1")).expect("the id is in the line");
     // The refused setup address is a security event too, with the same id.
     assert!(
-        text.lines().any(|l| l.contains("\"target\":\"security\"") && l.contains("permission refused") && l.contains("trace-me-1")),
+        text.lines().any(|l| l.contains("\"target\":\"security\"")
+            && l.contains("permission refused")
+            && l.contains("trace-me-1")),
         "{text}"
     );
-    assert!(setup.contains("\"method\":\"GET\"") && setup.contains("\"route\":\"/setup\"") && setup.contains("\"status\":403"), "{setup}");
+    assert!(
+        setup.contains("\"method\":\"GET\"")
+            && setup.contains("\"route\":\"/setup\"")
+            && setup.contains("\"status\":403"),
+        "{setup}"
+    );
     assert!(lines.iter().any(|l| l.contains(&fresh)), "{text}");
     // Never the query, a cookie or a token.
     for secret in ["secret-token-value", "secret-cookie-value", "rp_session"] {
