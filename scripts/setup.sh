@@ -37,6 +37,16 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
+# rustfmt and clippy: the test command checks formatting and lints.
+if $want_test; then
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      log "rustup component add $component"
+      rustup component add "$component"
+    fi
+  done
+fi
+
 # The wasm-bindgen CLI must match the library version in Cargo.lock exactly.
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"

@@ -10,6 +10,11 @@ scripts/setup.sh --test
 # drops its own database there. Without the variable those tests are skipped and say so.
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 
+echo "[test] cargo fmt --check, clippy on the server and on the bundle (no warnings)"
+cargo fmt --check
+cargo clippy --features ssr --all-targets -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
+
 echo "[test] cargo test (SQLite and PostgreSQL)"
 # One test at a time: each integration test runs its own tokio runtime and app, and with
 # several of them in one process a page render now and then never finished (a few in a hundred
