@@ -76,12 +76,16 @@ impl Db {
         Ok(db)
     }
 
-    pub async fn migrate(&self) -> Result<(), AppError> {
-        let migrator = match self.backend {
+    /// The migrations this build carries for the backend.
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), AppError> {
+        self.migrator()
             .run(&self.pool)
             .await
             .map_err(|e| AppError::Internal(format!("migration failed: {}", one_line(&e.to_string()))))
@@ -101,13 +105,9 @@ impl Db {
     /// True when every migration this build carries is applied (another instance may have
     /// applied newer ones).
     pub async fn migrations_applied(&self) -> Result<bool, AppError> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
         let applied: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?;
-        Ok(migrator.iter().all(|m| applied.contains(&m.version)))
+        Ok(self.migrator().iter().all(|m| applied.contains(&m.version)))
     }
 
     /// True when the database answers a trivial query.

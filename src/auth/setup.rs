@@ -74,7 +74,12 @@ fn same_text(a: &str, b: &str) -> bool {
 }
 
 pub async fn superuser_exists(db: &Db) -> Result<bool, AppError> {
-    Ok(sqlx::query("SELECT id FROM users WHERE role = 'superuser' LIMIT 1").fetch_optional(&db.pool).await?.is_some())
+    superuser_in(&db.pool).await
+}
+
+/// Whether a superuser exists, read through `e` (the pool, or a transaction).
+async fn superuser_in<'e>(e: impl sqlx::Executor<'e, Database = sqlx::Any>) -> Result<bool, AppError> {
+    Ok(sqlx::query("SELECT id FROM users WHERE role = 'superuser' LIMIT 1").fetch_optional(e).await?.is_some())
 }
 
 /// What the setup page at `token` shows.
@@ -147,9 +152,7 @@ async fn insert_first(db: &Db, email: &Email, hash: &super::password::PasswordHa
     if db.backend == Backend::Postgres {
         sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
     }
-    let exists =
-        sqlx::query("SELECT id FROM users WHERE role = 'superuser' LIMIT 1").fetch_optional(&mut *tx).await?.is_some();
-    if exists {
+    if superuser_in(&mut *tx).await? {
         return Err(done());
     }
     let user = insert_user(&mut tx, email, Role::Superuser, hash).await?;

@@ -229,17 +229,21 @@ pub async fn list_tokens(db: &Db) -> Result<Vec<TokenRecord>, AppError> {
         .collect()
 }
 
-/// Checks `Authorization: Bearer <token>` against the live worker tokens: 401 when it is
-/// missing, malformed, unknown or revoked.
-pub async fn verify_worker_token(db: &Db, headers: &HeaderMap) -> Result<WorkerToken, AppError> {
-    let refused = || AppError::Unauthenticated(TOKEN_REQUIRED.into());
-    let token = headers
+/// The token of an `Authorization: Bearer <token>` header (trimmed, 1 to 256 bytes).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(refused)?;
+}
+
+/// Checks `Authorization: Bearer <token>` against the live worker tokens: 401 when it is
+/// missing, malformed, unknown or revoked.
+pub async fn verify_worker_token(db: &Db, headers: &HeaderMap) -> Result<WorkerToken, AppError> {
+    let refused = || AppError::Unauthenticated(TOKEN_REQUIRED.into());
+    let token = bearer_token(headers).ok_or_else(refused)?;
     let row =
         sqlx::query("SELECT id, name, scopes, run_id FROM worker_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(sha256_hex(token))

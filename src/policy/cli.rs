@@ -207,12 +207,9 @@ pub fn env_layer_report() -> (String, usize) {
             out.push_str(&format!("  warning: {}: {}\n", r.key, escape_controls(w)));
         }
     }
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with("POLICY__") && !REGISTRY.iter().any(|s| s.env_var() == name) {
-            problems += 1;
-            out.push_str(&format!("  warning: {name} names no policy key; it is ignored\n"));
-        }
+    for name in super::resolve::unknown_env_vars() {
+        problems += 1;
+        out.push_str(&format!("  warning: {name} names no policy key; it is ignored\n"));
     }
     if env.is_empty() && problems == 0 {
         out.push_str("  (no POLICY__ variables set)\n");

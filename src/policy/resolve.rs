@@ -72,6 +72,15 @@ pub fn provenance(value: &Json, source: Layer) -> String {
     format!("effective={} (source={})", canonical_json(value), source)
 }
 
+/// The `POLICY__` variables of this process that name no key (they are ignored). Variables
+/// whose name is not UTF-8 (anyone's) are skipped, never an error.
+pub fn unknown_env_vars() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("POLICY__") && !REGISTRY.iter().any(|s| s.env_var() == *name))
+        .collect()
+}
+
 /// Reads the `POLICY__…` variables of the registry's keys through `get`.
 pub fn env_layer(get: impl Fn(&str) -> Option<String>) -> HashMap<String, String> {
     REGISTRY.iter().filter_map(|s| get(&s.env_var()).map(|v| (s.key.to_string(), v))).collect()

@@ -59,7 +59,7 @@ struct SettingsData {
 
 /// The section an address under the settings area names: the first section for the area
 /// itself, `None` for a slug that names none.
-fn section_of_path(path: &str) -> Option<Section> {
+pub fn section_of_path(path: &str) -> Option<Section> {
     match path.strip_prefix(crate::paths::SETTINGS).unwrap_or_default().trim_matches('/') {
         "" => Some(Section::Keys(Category::Models)),
         slug => Section::from_slug(slug),

@@ -24,7 +24,6 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::paths;
 use crate::policy::instances::{env_disagreement, Instance};
-use crate::policy::registry::REGISTRY;
 use crate::policy::store::PolicyStore;
 use crate::state::AppState;
 
@@ -111,11 +110,7 @@ async fn metrics(
 ) -> axum::response::Response {
     let superuser = user.and_then(|Extension(u)| u.0).is_some_and(|u| u.is_superuser());
     let from_allowed = peer.is_some_and(|Extension(p)| state.metrics_access.allow.contains(&p.0.ip().to_canonical()));
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(crate::db::sha256_hex);
+    let bearer = crate::auth::token::bearer_token(&headers).map(crate::db::sha256_hex);
     let with_token = bearer.is_some() && bearer == state.metrics_access.token_sha256;
     if !(superuser || from_allowed || with_token) {
         return AppError::Forbidden(
@@ -233,14 +228,8 @@ fn spawn_instance_heartbeat(instance: Instance, policy: PolicyStore) {
 
 /// Says at start which layers resolution skips, and which `POLICY__` variables name no key.
 async fn log_policy_warnings(policy: &PolicyStore) {
-    // vars_os: a variable that is not UTF-8 (anyone's) must not stop the server.
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if let Some(rest) = name.strip_prefix("POLICY__") {
-            if !REGISTRY.iter().any(|s| s.env_var() == name) {
-                tracing::warn!("{name} names no policy key (POLICY__{rest}); it is ignored");
-            }
-        }
+    for name in crate::policy::resolve::unknown_env_vars() {
+        tracing::warn!("{name} names no policy key; it is ignored");
     }
     match policy.resolve().await {
         Ok(all) => {

@@ -25,10 +25,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::page_csp;
 use crate::auth::session::RequestUser;
-use crate::paths::SETTINGS;
+use crate::paths::is_settings_page;
 use crate::policy::cache::Stamp;
-use crate::policy::registry::Category;
 use crate::policy::store::PolicyStore;
+use crate::settings::section_of_path;
+use crate::settings::types::Section;
 use crate::ui::RENDER_ERROR_ATTR;
 
 /// At most this many pages are kept at one stamp (addresses differ by their query string).
@@ -88,11 +89,7 @@ impl PageCache {
 
 /// The sections whose page may be kept: the area itself and each key category.
 fn is_kept_path(path: &str) -> bool {
-    match path.strip_prefix(SETTINGS) {
-        Some("") | Some("/") => true,
-        Some(rest) => rest.strip_prefix('/').is_some_and(|slug| Category::from_slug(slug).is_some()),
-        None => false,
-    }
+    is_settings_page(path) && matches!(section_of_path(path), Some(Section::Keys(_)))
 }
 
 /// The nonce of a page's answer, from its CSP header.
