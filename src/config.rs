@@ -134,6 +134,7 @@ pub fn bundle_dir(site_root: &std::path::Path) -> String {
 /// over the variable), so `runtime-policy serve --help` lists them all. Parsing and checking stay
 /// in [`Config::from_lookup`]; these are only its input.
 #[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Server configuration (flag or environment variable)")]
 pub struct ConfigArgs {
     /// sqlite://PATH (created and migrated on first start) or postgres://USER:PASS@HOST:PORT/DB
     #[arg(

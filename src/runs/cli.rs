@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::input::{parse_lease, NewBlocks, WorkerName};
 use super::server::{self, Creator};
-use super::worker::{self, WorkerConfig};
+use super::worker::{self, ClientOptions, WorkerConfig};
 use crate::error::AppError;
 use crate::policy::store::PolicyStore;
 
@@ -24,23 +24,78 @@ pub enum RunCommand {
 /// Run the reference worker on one run until every block is done or failed. It renders the
 /// run's snapshot block prompt with each block's text and stores that as the result; it calls
 /// no model.
+///
+/// The worker token is read from the file named by --token-file, or else from the environment
+/// variable RUNTIME_POLICY_TOKEN; never from the command line, where every user of the machine
+/// could read it.
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// The run to work on.
     #[arg(long, value_name = "ID")]
     pub run: i64,
-    /// A worker token (`runtime-policy token create NAME`).
-    #[arg(long, value_name = "T", env = "RUNTIME_POLICY_TOKEN", hide_env_values = true)]
-    pub token: String,
-    /// The server's address.
+    /// A file holding the worker token (`runtime-policy token create NAME`); surrounding
+    /// whitespace is ignored. Without it, RUNTIME_POLICY_TOKEN is read.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Refused: a token on the command line shows in every process listing.
+    #[arg(long, hide = true, value_name = "T")]
+    pub token: Option<String>,
+    /// The server's address: http:// or https://, with an optional path prefix.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:3000")]
     pub server: String,
+    /// A PEM file of CA certificates to trust besides the system's (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// The name claims are made under (default: worker-<process id>).
     #[arg(long)]
     pub name: Option<String>,
     /// How long each claim holds its blocks before another worker may take them (1-3600).
     #[arg(long)]
     pub lease_seconds: Option<i64>,
+    /// Seconds to wait for a connection to open (1-300).
+    #[arg(long, value_name = "S", default_value_t = 5)]
+    pub connect_timeout: u64,
+    /// Seconds to wait for the next bytes of an answer (1-3600).
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub read_timeout: u64,
+    /// How many times a request is sent again after a connection error or a 502, 503 or 504
+    /// answer (0-100); waits double from about 250 ms, with jitter, up to 10 s. Never after a
+    /// 4xx answer.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+}
+
+/// The worker token: from the file when one is named, else from RUNTIME_POLICY_TOKEN.
+fn worker_token(args: &WorkerArgs) -> Result<String, AppError> {
+    if args.token.is_some() {
+        return Err(AppError::invalid(
+            "--token",
+            "is not taken: a token on the command line is visible to every user of the machine; \
+             put it in a file named by --token-file, or in RUNTIME_POLICY_TOKEN",
+        ));
+    }
+    let token = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| AppError::invalid("--token-file", format!("cannot read {}: {e}", path.display())))?,
+        None => match std::env::var("RUNTIME_POLICY_TOKEN") {
+            Ok(t) => t,
+            Err(std::env::VarError::NotPresent) => {
+                return Err(AppError::invalid(
+                    "token",
+                    "missing: name a file holding the worker token with --token-file, or set RUNTIME_POLICY_TOKEN",
+                ))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(AppError::invalid("RUNTIME_POLICY_TOKEN", "is not valid UTF-8"))
+            }
+        },
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        let whence = args.token_file.as_ref().map_or("RUNTIME_POLICY_TOKEN".to_string(), |p| p.display().to_string());
+        return Err(AppError::invalid("token", format!("{whence} is empty")));
+    }
+    Ok(token)
 }
 
 /// Reads the blocks file before the database is opened, so bad input writes nothing.
@@ -69,7 +124,20 @@ pub async fn worker(args: WorkerArgs) -> Result<String, AppError> {
     if args.run <= 0 {
         return Err(AppError::invalid("--run", format!("must be a positive run id, got {}", args.run)));
     }
-    let name = args.name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let in_range = |flag: &str, value: u64, max: u64| {
+        if (1..=max).contains(&value) {
+            Ok(Duration::from_secs(value))
+        } else {
+            Err(AppError::invalid(flag, format!("must be 1-{max} seconds, got {value}")))
+        }
+    };
+    let connect_timeout = in_range("--connect-timeout", args.connect_timeout, 300)?;
+    let read_timeout = in_range("--read-timeout", args.read_timeout, 3600)?;
+    if args.retries > 100 {
+        return Err(AppError::invalid("--retries", format!("must be 0-100, got {}", args.retries)));
+    }
+    let token = worker_token(&args)?;
+    let name = args.name.clone().unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let rename = |flag: &str, field: &str| {
         let (flag, field) = (flag.to_string(), format!("{field}: "));
         move |e: AppError| AppError::invalid(&flag, e.to_string().trim_start_matches(&field))
@@ -78,14 +146,21 @@ pub async fn worker(args: WorkerArgs) -> Result<String, AppError> {
     parse_lease(args.lease_seconds).map_err(rename("--lease-seconds", "lease_seconds"))?;
     let config = WorkerConfig {
         server: args.server,
-        token: args.token,
+        token,
         run_id: args.run,
         name: name.as_str().to_string(),
         lease_seconds: args.lease_seconds,
         idle_wait: Duration::from_millis(500),
+        client: ClientOptions {
+            connect_timeout,
+            read_timeout,
+            retries: args.retries,
+            ca_cert: args.ca_cert,
+            ..ClientOptions::default()
+        },
     };
-    // The address and token are checked before anything is sent.
-    worker::ApiClient::new(&config.server, &config.token)?;
+    // The address, the token and the CA file are checked before anything is sent.
+    worker::ApiClient::with_options(&config.server, &config.token, config.client.clone())?;
     let report = worker::run(&config).await?;
     Ok(format!(
         "run {}: {} blocks in {} batches by {} (snapshot sha256 {})\n",

@@ -3,15 +3,15 @@
 //! text. It calls no model (that is outside this product); the rendered prompt is stored as the
 //! block's result, so anyone can see which snapshot a block was processed under.
 //!
-//! The HTTP client is a minimal HTTP/1.1 one over hyper (plain `http://` only), enough for a
-//! worker that sits next to the server or behind a TLS-terminating proxy on its host.
+//! The HTTP client is reqwest over rustls (HTTP or HTTPS; the system's root certificates plus an
+//! optional extra CA file), with connect and read timeouts, and retries with exponential backoff
+//! and jitter after connection errors and 502, 503 and 504 answers, never after any other answer.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{header, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use axum::http::{header, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -34,6 +34,56 @@ pub struct WorkerConfig {
     /// How long to wait before claiming again when nothing is claimable but the run is not
     /// finished (other workers still hold blocks whose leases may expire).
     pub idle_wait: Duration,
+    /// Timeouts, retries and trust for the HTTP client.
+    pub client: ClientOptions,
+}
+
+/// How the worker's HTTP client connects, waits and retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientOptions {
+    /// Longest wait for a connection (TCP and TLS) to open.
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of an answer.
+    pub read_timeout: Duration,
+    /// How many times a request is sent again after a connection error or a 502/503/504.
+    pub retries: u32,
+    /// The first retry waits about this long, each further one about twice as long as the one
+    /// before, up to [`MAX_BACKOFF`] (see [`backoff_delay`]).
+    pub backoff: Duration,
+    /// A PEM file of CA certificates trusted besides the system's.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// The longest wait between two tries.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            retries: 5,
+            backoff: Duration::from_millis(250),
+            ca_cert: None,
+        }
+    }
+}
+
+/// The wait before retry number `retry` (1 for the first): `backoff × 2^(retry−1)`, raised to
+/// the server's `Retry-After` when it asked for longer, capped at [`MAX_BACKOFF`], and then drawn
+/// uniformly from its upper half (`jitter` is a number in `[0, 1)`). Workers that failed
+/// together do not all come back in the same millisecond, and none retries at once.
+pub fn backoff_delay(backoff: Duration, retry: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    let exp = backoff.saturating_mul(2u32.saturating_pow(retry.saturating_sub(1).min(20)));
+    let wait = exp.max(retry_after.unwrap_or_default()).min(MAX_BACKOFF);
+    let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+    wait / 2 + (wait / 2).mul_f64(jitter)
+}
+
+/// Whether an answer with this status is worth sending again: a gateway, or the server, said it
+/// cannot answer now. Every other answer, a 4xx above all, is the answer.
+pub fn retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -58,12 +108,14 @@ pub struct WorkerReport {
     pub completed: Vec<(String, i64)>,
 }
 
-/// A small client for the worker API.
+/// A client for the worker API.
 #[derive(Clone)]
 pub struct ApiClient {
-    authority: String,
-    prefix: String,
+    /// `scheme://host[:port]` and the path prefix, without a trailing slash.
+    base: String,
     token: String,
+    http: reqwest::Client,
+    options: ClientOptions,
 }
 
 /// A response: status, ETag and the body.
@@ -71,6 +123,8 @@ pub struct ApiClient {
 pub struct ApiResponse {
     pub status: StatusCode,
     pub etag: Option<String>,
+    /// `Retry-After` in seconds, when the server sent one.
+    pub retry_after: Option<Duration>,
     pub body: Bytes,
 }
 
@@ -96,37 +150,35 @@ impl ApiResponse {
 }
 
 impl ApiClient {
+    /// A client with the default timeouts and retries.
     pub fn new(server: &str, token: &str) -> Result<ApiClient, AppError> {
-        let rest = server.trim().strip_prefix("http://").ok_or_else(|| {
-            AppError::invalid(
-                "--server",
-                format!("must start with http:// (the reference worker speaks plain HTTP), got \"{server}\""),
-            )
-        })?;
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err(AppError::invalid("--server", format!("expected http://HOST:PORT, got \"{server}\"")));
-        }
-        if token.is_empty() || token.contains(['\r', '\n']) {
-            return Err(AppError::invalid("--token", "must be a worker token (runtime-policy token create NAME)"));
-        }
-        Ok(ApiClient { authority: authority.to_string(), prefix: prefix.to_string(), token: token.to_string() })
+        ApiClient::with_options(server, token, ClientOptions::default())
     }
 
-    fn address(&self) -> String {
-        if self.authority.starts_with('[')
-            || self.authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            self.authority.clone()
-        } else {
-            format!("{}:80", self.authority)
+    /// Checks the address, the token and the CA file and builds the client; nothing is sent.
+    pub fn with_options(server: &str, token: &str, options: ClientOptions) -> Result<ApiClient, AppError> {
+        let base = server_base(server)?;
+        if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(AppError::invalid("token", "must be a worker token (runtime-policy token create NAME)"));
         }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("runtime-policy-worker/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &options.ca_cert {
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| AppError::Internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(ApiClient { base, token: token.to_string(), http, options })
     }
 
-    /// One request on its own connection.
+    /// One request; sent again after a connection error or a 502/503/504, as the client's
+    /// [`ClientOptions`] say.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse, AppError> {
         self.send_with(method, path, body, &[]).await
     }
@@ -139,45 +191,77 @@ impl ApiClient {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<ApiResponse, AppError> {
-        let io_err = |e: std::io::Error| AppError::Unavailable(format!("cannot reach {}: {e}", self.authority));
-        let stream = tokio::net::TcpStream::connect(self.address()).await.map_err(io_err)?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| AppError::Unavailable(format!("HTTP handshake with {} failed: {e}", self.authority)))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         let bytes = match body {
-            Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
-            None => Bytes::new(),
+            Some(v) => Some(Bytes::from(
+                serde_json::to_vec(v).map_err(|e| AppError::Internal(format!("cannot encode the request: {e}")))?,
+            )),
+            None => None,
         };
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.prefix))
-            .header(header::HOST, &self.authority)
+        let url = format!("{}{path}", self.base);
+        let mut retry = 0;
+        loop {
+            let (why, retry_after) = match self.once(&method, &url, bytes.clone(), headers).await {
+                Ok(res) if retryable_status(res.status) && retry < self.options.retries => {
+                    (format!("the server answered {}", res.status), res.retry_after)
+                }
+                Ok(res) => return Ok(res),
+                // A connection that never opened carried nothing, so any request may go again
+                // (unless TLS refused it: a certificate does not fix itself). A read that timed
+                // out may have been acted on: only a GET is sent again.
+                Err(e)
+                    if ((e.is_connect() && !is_tls_failure(&e)) || (e.is_timeout() && method == Method::GET))
+                        && retry < self.options.retries =>
+                {
+                    (describe(&e), None)
+                }
+                Err(e) => {
+                    let tries = if retry == 0 { String::new() } else { format!(" (tried {} times)", retry + 1) };
+                    return Err(AppError::Unavailable(format!(
+                        "{method} {}{path} failed{tries}: {}",
+                        self.base,
+                        describe(&e)
+                    )));
+                }
+            };
+            retry += 1;
+            let wait = backoff_delay(self.options.backoff, retry, retry_after, rand::random::<f64>());
+            tracing::warn!(
+                %method,
+                path,
+                retry,
+                of = self.options.retries,
+                wait_ms = wait.as_millis() as u64,
+                "{why}; sending again"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Result<ApiResponse, reqwest::Error> {
+        let mut req = self
+            .http
+            .request(method.clone(), url)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .header(header::ACCEPT, "application/json");
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+        if let Some(bytes) = body {
+            req = req.header(header::CONTENT_TYPE, "application/json").body(bytes);
         }
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let req = req.body(Full::new(bytes)).map_err(|e| AppError::Internal(format!("bad request: {e}")))?;
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(|e| AppError::Unavailable(format!("request to {} failed: {e}", self.authority)))?;
+        let res = req.send().await?;
         let status = res.status();
-        let etag = res.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| AppError::Unavailable(format!("reading the answer from {} failed: {e}", self.authority)))?
-            .to_bytes();
-        Ok(ApiResponse { status, etag, body })
+        let text = |name| res.headers().get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+        let etag = text(header::ETAG).map(str::to_string);
+        let retry_after = text(header::RETRY_AFTER).and_then(|v| v.trim().parse().ok()).map(Duration::from_secs);
+        let body = res.bytes().await?;
+        Ok(ApiResponse { status, etag, retry_after, body })
     }
 
     /// The run's snapshot and its ETag (the snapshot's SHA-256).
@@ -230,6 +314,79 @@ impl ApiClient {
     }
 }
 
+/// `http://` or `https://`, a host, an optional port and path prefix, and nothing else; returned
+/// without a trailing slash.
+fn server_base(server: &str) -> Result<String, AppError> {
+    let bad = |why: &str| AppError::invalid("--server", format!("{why}, got \"{server}\""));
+    let url = reqwest::Url::parse(server.trim()).map_err(|_| bad("expected http://HOST:PORT or https://HOST"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("must start with http:// or https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry a user name or password (the token authenticates)"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or a fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// The certificates of a PEM file, refused when it cannot be read or holds none.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, AppError> {
+    let bad = |why: String| AppError::invalid("--ca-cert", why);
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("{} is not a PEM certificate file: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(bad(format!("{} holds no certificate (-----BEGIN CERTIFICATE-----)", path.display())));
+    }
+    Ok(certs)
+}
+
+/// Whether TLS refused the connection (an untrusted or mismatched certificate, a protocol
+/// failure): a rustls error in the chain, itself or wrapped in I/O errors (whose `source` skips
+/// what they wrap).
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    fn is_rustls(e: &(dyn std::error::Error + 'static)) -> bool {
+        e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|inner| is_rustls(inner))
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if is_rustls(cause) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The error and its causes on one line (reqwest's own message names only the outermost).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() && !e.is_connect() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed"
+    } else {
+        "the request failed"
+    }
+    .to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// What the reference worker does with one block: the snapshot's block prompt, rendered.
 pub fn process_block(snapshot: &Snapshot, block_text: &str) -> String {
     render_block_prompt(&snapshot.block_prompt(), block_text)
@@ -237,7 +394,7 @@ pub fn process_block(snapshot: &Snapshot, block_text: &str) -> String {
 
 /// Runs the reference worker until every block of the run is done or failed.
 pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, AppError> {
-    let client = ApiClient::new(&config.server, &config.token)?;
+    let client = ApiClient::with_options(&config.server, &config.token, config.client.clone())?;
     let (snapshot, sha) = client.snapshot(config.run_id).await?;
     let mut report = WorkerReport { snapshot_sha256: sha.clone(), ..Default::default() };
     loop {
@@ -278,15 +435,56 @@ mod tests {
     #[test]
     fn server_addresses_are_checked() {
         let c = ApiClient::new("http://127.0.0.1:3000/", "t").unwrap();
-        assert_eq!(
-            (c.authority.as_str(), c.prefix.as_str(), c.address()),
-            ("127.0.0.1:3000", "", "127.0.0.1:3000".into())
-        );
-        let c = ApiClient::new("http://example.test/base/", "t").unwrap();
-        assert_eq!((c.address(), c.prefix.as_str()), ("example.test:80".to_string(), "/base"));
-        for bad in ["https://x", "x:1", "http://", "http://u@x"] {
-            assert!(ApiClient::new(bad, "t").is_err(), "{bad}");
+        assert_eq!(c.base, "http://127.0.0.1:3000");
+        let c = ApiClient::new("https://example.test/base/", "t").unwrap();
+        assert_eq!(c.base, "https://example.test/base");
+        for bad in ["ftp://x", "x:1", "http://", "http://u@x", "http://x/?a=1", "http://x/#f", "http://x:99999"] {
+            let e = ApiClient::new(bad, "t").err().unwrap_or_else(|| panic!("{bad} was taken"));
+            assert!(e.to_string().contains("--server"), "{bad}: {e}");
         }
-        assert!(ApiClient::new("http://x:1", "").is_err());
+        for bad in ["", "a b", "a\nb", "tök"] {
+            assert!(ApiClient::new("http://x:1", bad).is_err(), "{bad:?}");
+        }
+        let e = ApiClient::with_options(
+            "http://x:1",
+            "t",
+            ClientOptions { ca_cert: Some("/no/such/ca.pem".into()), ..Default::default() },
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("--ca-cert") && e.to_string().contains("/no/such/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn backoff_doubles_keeps_its_upper_half_and_is_capped() {
+        let base = Duration::from_millis(250);
+        // The lowest and highest draw for each retry.
+        let span =
+            |retry, after| (backoff_delay(base, retry, after, 0.0), backoff_delay(base, retry, after, 0.999_999));
+        assert_eq!(span(1, None).0, Duration::from_millis(125));
+        assert!(span(1, None).1 < Duration::from_millis(250) && span(1, None).1 > Duration::from_millis(249));
+        assert_eq!(span(2, None).0, Duration::from_millis(250));
+        assert_eq!(span(3, None).0, Duration::from_millis(500));
+        // Capped, however many retries (no overflow either).
+        for retry in [7, 8, 40, u32::MAX] {
+            assert_eq!(span(retry, None).0, MAX_BACKOFF / 2, "{retry}");
+            assert!(span(retry, None).1 <= MAX_BACKOFF, "{retry}");
+        }
+        // The server's Retry-After lengthens the wait, never past the cap.
+        assert_eq!(span(1, Some(Duration::from_secs(4))).0, Duration::from_secs(2));
+        assert_eq!(span(1, Some(Duration::from_secs(3600))).0, MAX_BACKOFF / 2);
+        // A nonsense jitter is clamped.
+        assert_eq!(backoff_delay(base, 1, None, f64::NAN), Duration::from_millis(125));
+        assert_eq!(backoff_delay(base, 1, None, 7.0), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn only_gateway_answers_are_retried() {
+        for code in [502, 503, 504] {
+            assert!(retryable_status(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        for code in [200, 400, 401, 403, 404, 409, 413, 422, 429, 500, 501, 505] {
+            assert!(!retryable_status(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
     }
 }

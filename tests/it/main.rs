@@ -12,3 +12,4 @@ mod layers;
 mod policy_store;
 mod runs;
 mod skeleton;
+mod worker_client;

@@ -16,7 +16,7 @@ use runtime_policy::runs::claims::Holder;
 use runtime_policy::runs::input::{NewBlocks, WorkerName};
 use runtime_policy::runs::server::Creator;
 use runtime_policy::runs::snapshot::render_block_prompt;
-use runtime_policy::runs::worker::{self, ApiClient, WorkerConfig};
+use runtime_policy::runs::worker::{self, ApiClient, ClientOptions, WorkerConfig};
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -60,6 +60,7 @@ fn worker_config(base: &str, token: &str, run_id: i64, name: &str) -> WorkerConf
         name: name.to_string(),
         lease_seconds: Some(60),
         idle_wait: Duration::from_millis(50),
+        client: ClientOptions::default(),
     }
 }
 
@@ -578,17 +579,36 @@ fn run_create_reads_the_blocks_file_and_bad_input_exits_2() {
 
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "\n\n").unwrap();
-    for args in [
-        vec!["run", "create", "--blocks", empty.to_str().unwrap()],
-        vec!["run", "create", "--blocks", "/no/such/file"],
-        vec!["worker", "--run", "1", "--token", "t", "--server", "https://example.test"],
-        vec!["worker", "--run", "0", "--token", "t"],
-        vec!["worker", "--run", "1", "--token", "t", "--lease-seconds", "0"],
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "\n").unwrap();
+    let token_file = token_file.to_str().unwrap();
+    // (arguments, RUNTIME_POLICY_TOKEN, what the one line names)
+    for (args, env_token, names) in [
+        (vec!["run", "create", "--blocks", empty.to_str().unwrap()], None, "--blocks"),
+        (vec!["run", "create", "--blocks", "/no/such/file"], None, "--blocks"),
+        (vec!["worker", "--run", "1", "--server", "ftp://example.test"], Some("t"), "--server"),
+        (vec!["worker", "--run", "0"], Some("t"), "--run"),
+        (vec!["worker", "--run", "1", "--lease-seconds", "0"], Some("t"), "--lease-seconds"),
+        (vec!["worker", "--run", "1", "--retries", "101"], Some("t"), "--retries"),
+        (vec!["worker", "--run", "1", "--read-timeout", "0"], Some("t"), "--read-timeout"),
+        (vec!["worker", "--run", "1", "--ca-cert", "/no/such/ca.pem"], Some("t"), "--ca-cert"),
+        // The token: never on the command line, and somewhere.
+        (vec!["worker", "--run", "1", "--token", "t"], Some("t"), "--token-file"),
+        (vec!["worker", "--run", "1"], None, "RUNTIME_POLICY_TOKEN"),
+        (vec!["worker", "--run", "1"], Some(" "), "RUNTIME_POLICY_TOKEN is empty"),
+        (vec!["worker", "--run", "1", "--token-file", token_file], None, "is empty"),
+        (vec!["worker", "--run", "1", "--token-file", "/no/such/token"], None, "--token-file"),
     ] {
-        let out = std::process::Command::new(bin).env("DATABASE_URL", &db).args(&args).output().unwrap();
+        let mut c = std::process::Command::new(bin);
+        c.env("DATABASE_URL", &db).env_remove("RUNTIME_POLICY_TOKEN").args(&args);
+        if let Some(t) = env_token {
+            c.env("RUNTIME_POLICY_TOKEN", t);
+        }
+        let out = c.output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(names), "{args:?} should name {names}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -652,6 +672,10 @@ async fn the_worker_command_finishes_a_run_over_http() {
     let run = run_store::create_run(&store(&t), &Creator::cli(), &NewBlocks::parse("blocks", texts(12)).unwrap())
         .await
         .unwrap();
+    // The token from a file (with the newline an editor leaves).
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{tok}\n")).unwrap();
     let out = command(
         vec![
             "worker".into(),
@@ -659,10 +683,12 @@ async fn the_worker_command_finishes_a_run_over_http() {
             run.id.to_string(),
             "--server".into(),
             base.clone(),
+            "--token-file".into(),
+            token_file.to_str().unwrap().into(),
             "--name".into(),
             "cli-1".into(),
         ],
-        Some(tok),
+        Some("rpw_not_this_one".into()),
     )
     .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -675,16 +701,8 @@ async fn the_worker_command_finishes_a_run_over_http() {
         .await
         .unwrap();
     let out = command(
-        vec![
-            "worker".into(),
-            "--run".into(),
-            other.id.to_string(),
-            "--server".into(),
-            base.clone(),
-            "--token".into(),
-            "rpw_wrong".into(),
-        ],
-        None,
+        vec!["worker".into(), "--run".into(), other.id.to_string(), "--server".into(), base.clone()],
+        Some("rpw_wrong".into()),
     )
     .await;
     assert_eq!(out.status.code(), Some(1));
