@@ -37,6 +37,8 @@ export async function waitForHydration(page: Page) {
 export const accounts = {
   superuser: { email: env('E2E_SUPERUSER_EMAIL'), password: env('E2E_SUPERUSER_PASSWORD') },
   member: { email: env('E2E_MEMBER_EMAIL'), password: env('E2E_MEMBER_PASSWORD') },
+  /** A second superuser, who approves the first one's change requests. */
+  reviewer: { email: env('E2E_REVIEWER_EMAIL'), password: env('E2E_REVIEWER_PASSWORD') },
 };
 
 function env(name: string): string {

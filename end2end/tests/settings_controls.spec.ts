@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { test, expect, waitForHydration, accounts, signIn, LoginPage } from './fixtures';
-import { Page, Locator } from '@playwright/test';
+import { Browser, Page, Locator } from '@playwright/test';
 
 /** One key's section on the settings page. */
 class KeyPanel {
@@ -31,6 +31,24 @@ function cliUnset(key: string) {
   execFileSync(process.env.E2E_BIN!, ['policy', 'unset', key], {
     env: { ...process.env, DATABASE_URL: process.env.E2E_DATABASE_URL!, USER: 'ops' },
   });
+}
+
+/** The second superuser approves every open change request, in a browser of their own. */
+async function approveAll(browser: Browser) {
+  const reviewer = await (await browser.newContext()).newPage();
+  try {
+    await signIn(reviewer, accounts.reviewer, '/app/settings/superuser/requests');
+    await waitForHydration(reviewer);
+    const buttons = reviewer.locator('[data-testid^="approve-"]').filter({ hasText: 'Approve and apply' });
+    while ((await buttons.count()) > 0) {
+      await buttons.first().click();
+      await expect(reviewer.getByTestId('decision-outcome')).toContainText('Approved change request');
+      await reviewer.reload();
+      await waitForHydration(reviewer);
+    }
+  } finally {
+    await reviewer.context().close();
+  }
 }
 
 async function open(page: Page, category: string) {
@@ -98,9 +116,9 @@ test('dropdown', async ({ page }) => {
 });
 
 test('numeric input with bounds', async ({ page }) => {
-  await roundTrip(page, 'worker', 'worker.max_retries', async () => {
-    await page.getByLabel('Max retries per block', { exact: true }).fill('5');
-  }, '5');
+  await roundTrip(page, 'models', 'models.platform_default_max_tokens', async () => {
+    await page.getByLabel('Default max output tokens', { exact: true }).fill('8192');
+  }, '8192');
 });
 
 test('textarea with a character count', async ({ page }) => {
@@ -119,9 +137,10 @@ test('tag list', async ({ page }) => {
   }, '["pdf","txt","md","html","csv","json"]');
 });
 
-test('table editor for providers', async ({ page }) => {
+test('table editor for providers, whose changes a second superuser approves', async ({ page, browser }) => {
   await open(page, 'models');
   const k = new KeyPanel(page, 'models.provider_registry');
+  await expect(page.getByTestId('review-models.provider_registry')).toBeVisible();
   await page.getByLabel('Models of provider openai').fill('gpt-4.1, gpt-4.1-mini, o3');
   await page.getByLabel('Models of provider openai').blur();
   await page.getByTestId('provider-add').click();
@@ -131,13 +150,20 @@ test('table editor for providers', async ({ page }) => {
   await page.getByLabel('Models of provider mistral').blur();
   await page.getByLabel('Provider mistral enabled').check();
   await k.save('add o3 and mistral');
+  // A change request, not a change: nothing applied until someone else approves it.
+  await expect(k.outcome()).toContainText('needs a second superuser');
+  await expect(k.provenance()).toContainText('(source=default)');
+  await approveAll(browser);
+  await page.reload();
+  await waitForHydration(page);
   await expect(k.provenance()).toContainText('(source=admin)');
   await expect(k.history()).toContainText('openai: added o3');
   await expect(k.history()).toContainText('added provider mistral (mistral-large)');
   // The default-model dropdown offers the new models.
   await expect(page.getByLabel('Default model', { exact: true })).toContainText('mistral/mistral-large');
 
-  // Disabling the provider of the default model is refused, naming both keys.
+  // Disabling the provider of the default model is refused at once, naming both keys: a
+  // request must be one that could be applied.
   await page.getByLabel('Provider anthropic enabled').uncheck();
   await k.save();
   await expect(k.outcome()).toContainText('models.provider_registry');
@@ -147,6 +173,10 @@ test('table editor for providers', async ({ page }) => {
   await waitForHydration(page);
   await expect(page.getByLabel('Provider mistral enabled')).toBeChecked();
   await k.reset();
+  await expect(k.outcome()).toContainText('needs a second superuser');
+  await approveAll(browser);
+  await page.reload();
+  await waitForHydration(page);
   await expect(k.provenance()).toContainText('(source=default)');
 });
 
@@ -171,21 +201,22 @@ test('saving the value in force says unchanged', async ({ page }) => {
 });
 
 test('a conflict shows who, when and their value, and keeps the input', async ({ page }) => {
-  await open(page, 'worker');
-  const k = new KeyPanel(page, 'worker.max_retries');
-  await k.input().fill('7');
-  cliSet('worker.max_retries', '6');
+  await open(page, 'models');
+  const key = 'models.platform_default_max_tokens';
+  const k = new KeyPanel(page, key);
+  await k.input().fill('7000');
+  cliSet(key, '6000');
   await k.save();
   // The CLI's actor is the operating system's user, not $USER.
   await expect(k.outcome()).toContainText(/cli:\S+ changed it at/);
-  await expect(page.getByTestId('conflict-value-worker.max_retries')).toHaveText('6');
-  await expect(k.input()).toHaveValue('7');
-  await page.getByTestId('reload-worker.max_retries').click();
-  await expect(k.provenance()).toHaveText('effective=6 (source=admin)');
-  await expect(k.input()).toHaveValue('7');
+  await expect(page.getByTestId(`conflict-value-${key}`)).toHaveText('6000');
+  await expect(k.input()).toHaveValue('7000');
+  await page.getByTestId(`reload-${key}`).click();
+  await expect(k.provenance()).toHaveText('effective=6000 (source=admin)');
+  await expect(k.input()).toHaveValue('7000');
   await k.save('override');
-  await expect(k.provenance()).toHaveText('effective=7 (source=admin)');
-  cliUnset('worker.max_retries');
+  await expect(k.provenance()).toHaveText('effective=7000 (source=admin)');
+  cliUnset(key);
 });
 
 test('revert to an earlier value after a confirmation', async ({ page }) => {
@@ -244,7 +275,10 @@ test('the audit log filters and exports CSV', async ({ page }) => {
   expect(download.suggestedFilename()).toMatch(/^runtime-policy-audit-\d{8}T\d{6}Z\.csv$/);
   const csv = require('node:fs').readFileSync(await download.path(), 'utf8') as string;
   const lines = csv.trim().split(/\r\n/);
-  expect(lines[0]).toBe('id,at,key,action,actor_id,actor_email,from,to,reason,policy_revision,key_version,reverted_audit_id');
+  expect(lines[0]).toBe(
+    'id,at,key,action,actor_id,actor_email,from,to,reason,policy_revision,key_version,reverted_audit_id,' +
+      'from_effective,from_source,to_effective,to_source,change_set_id',
+  );
   expect(lines.length).toBe((await rows.count()) + 1);
   expect(lines.slice(1).every((l) => l.includes(',worker.claim_batch_size,'))).toBe(true);
 

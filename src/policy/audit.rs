@@ -79,6 +79,60 @@ pub struct AuditRow {
     pub policy_revision: i64,
     pub key_version: i64,
     pub reverted_audit_id: Option<i64>,
+    /// The effective value before the change and the layer it came from (`default`, `env`,
+    /// `admin`): what was in force, where `from_value` is only the admin layer. `None` on rows
+    /// written before this was recorded.
+    #[serde(default)]
+    pub from_effective: Option<Json>,
+    #[serde(default)]
+    pub from_source: Option<String>,
+    /// The effective value after the change and its layer.
+    #[serde(default)]
+    pub to_effective: Option<Json>,
+    #[serde(default)]
+    pub to_source: Option<String>,
+    /// The change set this row was applied in (`None`: a single-key change).
+    #[serde(default)]
+    pub change_set_id: Option<i64>,
+}
+
+impl AuditRow {
+    /// A pin: an admin value set equal to the value that was inherited, so that a later env
+    /// change cannot move it.
+    pub fn is_pin(&self) -> bool {
+        self.action == AuditAction::Update
+            && self.from_value.is_none()
+            && self.from_effective.is_some()
+            && self.from_effective == self.to_effective
+    }
+
+    /// The action as the page and the exports name it (`pin` for a pin).
+    pub fn action_label(&self) -> &'static str {
+        if self.is_pin() {
+            "pin"
+        } else {
+            self.action.as_str()
+        }
+    }
+
+    /// What was in force before: `0.3 (default)`; for older rows the admin value, or
+    /// `(inherited)`.
+    pub fn before_text(&self) -> String {
+        in_force(self.from_effective.as_ref(), self.from_source.as_deref(), self.from_value.as_ref())
+    }
+
+    /// What was in force after: `0.55 (admin)`, or `42 (env)` after a reset.
+    pub fn after_text(&self) -> String {
+        in_force(self.to_effective.as_ref(), self.to_source.as_deref(), self.to_value.as_ref())
+    }
+}
+
+fn in_force(effective: Option<&Json>, source: Option<&str>, admin: Option<&Json>) -> String {
+    match (effective, source, admin) {
+        (Some(v), Some(s), _) => format!("{} ({s})", canonical_json(v)),
+        (_, _, Some(v)) => canonical_json(v),
+        _ => "(inherited)".to_string(),
+    }
 }
 
 /// Filters for the audit log; every field is optional.

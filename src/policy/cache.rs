@@ -25,6 +25,9 @@ pub type KeyHistory = Vec<(String, Vec<AuditRow>)>;
 pub struct Stamp {
     pub revision: i64,
     pub last_change: Option<String>,
+    /// The newest change-request event: opening or deciding a request changes no policy value
+    /// but changes what the settings pages show (the open-request count).
+    pub last_request: Option<i64>,
 }
 
 #[derive(Default)]
@@ -90,7 +93,8 @@ mod tests {
 
     #[test]
     fn another_revision_drops_what_was_kept() {
-        let at = |revision: i64, last: &str| Stamp { revision, last_change: Some(last.to_string()) };
+        let at =
+            |revision: i64, last: &str| Stamp { revision, last_change: Some(last.to_string()), last_request: None };
         let cache = RevisionCache::default();
         cache.keep_resolved(&at(3, "t3"), Arc::new(Vec::new()));
         cache.keep_history(&at(3, "t3"), &["a"], 5, Arc::new(vec![("a".into(), Vec::new())]));

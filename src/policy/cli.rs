@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use super::audit::{AuditFilter, AuditRow};
+use super::change_set::{ChangeRequest, ChangeSet, ChangeSetKind, KeyChange, Target};
 use super::registry::{spec, unknown_key, Layer};
 use super::resolve::Resolved;
 use super::store::{Actor, PolicyStore, WriteOutcome};
@@ -39,6 +40,79 @@ pub enum PolicyCommand {
         reason: Option<String>,
         #[arg(long)]
         expect_version: Option<i64>,
+    },
+    /// Pin a key at the admin layer to the value in force now, even when it is inherited, so a
+    /// later env change cannot move it (audited).
+    Pin {
+        key: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        expect_version: Option<i64>,
+    },
+    /// Apply a change set from a JSON file (`-`: stdin) in one transaction, at one policy
+    /// revision (a change request instead when a key needs review): {"reason": "…", "changes": [{"key": K, "value": V, "expected_version": N},
+    /// {"key": K, "reset": true}, {"key": K, "pin": true}]}. Any failure writes nothing and names
+    /// every key that failed.
+    Apply {
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Print the diff (key: from (layer) → to (layer)) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Open a change request from a change-set file (as for apply), even when no key needs
+    /// review; another superuser approves or rejects it.
+    Request {
+        #[arg(value_name = "FILE")]
+        file: String,
+    },
+    /// The change requests: open ones first, then the latest decided.
+    Requests {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve change request ID and apply it as one change set (never by its author; refused
+    /// as stale when a key changed since it was requested).
+    Approve {
+        id: i64,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject change request ID, saying why (never by its author).
+    Reject {
+        id: i64,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Withdraw your own change request ID.
+    Withdraw {
+        id: i64,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// The policy revisions, newest first: who, when, why, which keys.
+    Revisions {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole policy as it stood at a revision (its admin layer then, under today's env
+    /// layer and defaults).
+    Revision {
+        revision: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the admin layer of a revision as one new change set (keys with no admin value
+    /// then are reset); --dry-run prints the diff and writes nothing.
+    Restore {
+        revision: i64,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Write the key reference (Markdown) from the registry; needs no database.
     Docs {
@@ -96,6 +170,9 @@ pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, AppE
                 Some(v) => v,
                 None => store.resolve_key(&key).await?.admin_version,
             };
+            if let Some(text) = reviewed(store, &key, Target::Text(value.clone()), version, &reason).await? {
+                return Ok(text);
+            }
             let out = store.update_text(&Actor::cli(), &key, &value, version, reason.as_deref()).await?;
             outcome(store, &key, out).await
         }
@@ -105,8 +182,94 @@ pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, AppE
                 Some(v) => v,
                 None => store.resolve_key(&key).await?.admin_version,
             };
+            if let Some(text) = reviewed(store, &key, Target::Reset, version, &reason).await? {
+                return Ok(text);
+            }
             let out = store.reset(&Actor::cli(), &key, version, reason.as_deref()).await?;
             outcome(store, &key, out).await
+        }
+        PolicyCommand::Pin { key, reason, expect_version } => {
+            known(&key)?;
+            let version = match expect_version {
+                Some(v) => v,
+                None => store.resolve_key(&key).await?.admin_version,
+            };
+            if let Some(text) = reviewed(store, &key, Target::Pin, version, &reason).await? {
+                return Ok(text);
+            }
+            let out = store.pin(&Actor::cli(), &key, version, reason.as_deref()).await?;
+            outcome(store, &key, out).await
+        }
+        PolicyCommand::Apply { file, dry_run } => {
+            let set = read_change_set(&file)?;
+            if dry_run {
+                return Ok(store.apply_change_set(&Actor::cli(), &set, ChangeSetKind::Apply, true).await?.text());
+            }
+            Ok(store.propose(&Actor::cli(), &set, ChangeSetKind::Apply).await?.text())
+        }
+        PolicyCommand::Request { file } => {
+            let set = read_change_set(&file)?;
+            Ok(store.propose_with(&Actor::cli(), &set, ChangeSetKind::Apply, true).await?.text())
+        }
+        PolicyCommand::Requests { json } => {
+            let list = store.requests(20).await?;
+            if json {
+                return json_out(&list);
+            }
+            if list.is_empty() {
+                return Ok("no change requests\n".into());
+            }
+            Ok(list.iter().map(request_text).collect())
+        }
+        PolicyCommand::Approve { id, comment } => {
+            let out = store.approve(&Actor::cli(), id, comment.as_deref()).await?;
+            Ok(format!("approved change request {id}; {}", out.text()))
+        }
+        PolicyCommand::Reject { id, comment } => {
+            store.reject(&Actor::cli(), id, Some(&comment)).await?;
+            Ok(format!("rejected change request {id}\n"))
+        }
+        PolicyCommand::Withdraw { id, comment } => {
+            store.withdraw(&Actor::cli(), id, comment.as_deref()).await?;
+            Ok(format!("withdrew change request {id}\n"))
+        }
+        PolicyCommand::Revisions { limit, json } => {
+            let list = store.revisions(None, limit).await?;
+            if json {
+                return json_out(&list);
+            }
+            if list.is_empty() {
+                return Ok("no revisions yet: the policy has never been changed\n".into());
+            }
+            Ok(list
+                .iter()
+                .map(|r| {
+                    format!(
+                        "revision {} {} {} ({}): {}{}\n",
+                        r.revision,
+                        r.at,
+                        escape_controls(&r.actor_email),
+                        r.what(),
+                        r.keys.join(", "),
+                        r.reason.as_deref().map(|x| format!(" reason: {}", escape_controls(x))).unwrap_or_default()
+                    )
+                })
+                .collect())
+        }
+        PolicyCommand::Revision { revision, json } => {
+            let all = store.resolve_at(revision).await?;
+            if json {
+                return json_out(&all);
+            }
+            let width = all.iter().map(|r| r.key.len()).max().unwrap_or(0);
+            let mut out = format!("policy at revision {revision}:\n");
+            for r in &all {
+                out.push_str(&format!("{:width$}  {}\n", r.key, r.provenance_short()));
+            }
+            Ok(out)
+        }
+        PolicyCommand::Restore { revision, reason, dry_run } => {
+            Ok(store.restore_revision(&Actor::cli(), revision, reason.as_deref(), None, dry_run).await?.text())
         }
         PolicyCommand::History { key, json, limit } => {
             if let Some(k) = &key {
@@ -164,19 +327,85 @@ fn describe(r: &Resolved) -> String {
     out
 }
 
-fn history_line(row: &AuditRow) -> String {
-    let show = |v: &Option<serde_json::Value>| {
-        v.as_ref().map(|v| truncate(&canonical_json(v), 60)).unwrap_or_else(|| "(inherited)".into())
+/// A change set from a JSON file, or stdin for `-`.
+fn read_change_set(file: &str) -> Result<ChangeSet, AppError> {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| AppError::invalid("FILE", format!("cannot read stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(file).map_err(|e| AppError::invalid("FILE", format!("cannot read {file}: {e}")))?
     };
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| AppError::invalid("FILE", format!("{file} is not JSON: {e}")))?;
+    ChangeSet::from_json(&doc).map_err(|(field, why)| AppError::invalid(&field, why))
+}
+
+/// A change of a key that needs review, from `set`/`unset`/`pin`: a change request of one key
+/// (the text to print), or `None` when the key needs no review.
+async fn reviewed(
+    store: &PolicyStore,
+    key: &str,
+    target: Target,
+    version: i64,
+    reason: &Option<String>,
+) -> Result<Option<String>, AppError> {
+    if !spec(key).is_some_and(|s| s.needs_review()) {
+        return Ok(None);
+    }
+    let set = ChangeSet {
+        reason: reason.clone(),
+        changes: vec![KeyChange { key: key.to_string(), target, expected_version: Some(version) }],
+        expected_revision: None,
+    };
+    Ok(Some(store.propose(&Actor::cli(), &set, ChangeSetKind::Apply).await?.text()))
+}
+
+fn request_text(r: &ChangeRequest) -> String {
+    let mut out = format!(
+        "request {} [{}] by {} at {}{}\n",
+        r.id,
+        r.status.as_str(),
+        escape_controls(&r.author_email),
+        r.created_at,
+        r.reason.as_deref().map(|x| format!(" reason: {}", escape_controls(x))).unwrap_or_default()
+    );
+    match &r.preview {
+        Some(Ok(lines)) if lines.is_empty() => out.push_str("  would change nothing now\n"),
+        Some(Ok(lines)) => {
+            for l in lines {
+                out.push_str(&format!("  {}\n", truncate(&l.text(), 200)));
+            }
+        }
+        Some(Err(why)) => out.push_str(&format!("  cannot be approved as it stands: {why}\n")),
+        None => {
+            for c in &r.changes {
+                out.push_str(&format!("  {}\n", c.key));
+            }
+        }
+    }
+    if let (Some(by), Some(at)) = (&r.decided_by, &r.decided_at) {
+        out.push_str(&format!(
+            "  {} by {} at {at}{}\n",
+            r.status.as_str(),
+            escape_controls(by),
+            r.decision_comment.as_deref().map(|c| format!(": {}", escape_controls(c))).unwrap_or_default()
+        ));
+    }
+    out
+}
+
+fn history_line(row: &AuditRow) -> String {
     let mut line = format!(
         "#{} {} {} {} {}: {} -> {} (revision {})",
         row.id,
         row.at,
         escape_controls(&row.actor_email),
-        row.action,
+        row.action_label(),
         row.key,
-        show(&row.from_value),
-        show(&row.to_value),
+        truncate(&row.before_text(), 80),
+        truncate(&row.after_text(), 80),
         row.policy_revision
     );
     if let Some(r) = &row.reason {

@@ -67,6 +67,12 @@ pub fn key_reference() -> String {
             out.push_str(&format!("- Scope: {}\n", s.scope));
             out.push_str(&format!("- Not in scope: {}\n", s.non_scope));
             out.push_str(&format!("- Snapshot: {}\n", s.snapshot));
+            if s.needs_review() {
+                out.push_str(
+                    "- Review: a change needs a second superuser; it opens a change request that another \
+                     superuser approves or rejects.\n",
+                );
+            }
             if let Some(d) = s.depends_on {
                 out.push_str(&format!("- Depends on `{}`: {}\n", d.key, d.note));
             }

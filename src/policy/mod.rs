@@ -3,6 +3,7 @@
 //! nothing from the pages, the runs or the web layer.
 
 pub mod audit;
+pub mod change_set;
 pub mod parse;
 pub mod registry;
 pub mod resolve;
@@ -16,6 +17,8 @@ pub mod cli;
 pub mod docs;
 #[cfg(feature = "ssr")]
 pub mod instances;
+#[cfg(feature = "ssr")]
+pub mod review;
 #[cfg(feature = "ssr")]
 pub mod store;
 

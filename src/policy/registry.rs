@@ -405,7 +405,16 @@ pub fn unknown_key(key: &str) -> ValidationError {
     ValidationError::new(key, "is not a policy key; `runtime-policy policy list` shows them all")
 }
 
+/// The keys whose changes need a second superuser: a change set touching any of them becomes a
+/// change request (`review.rs`) that another superuser approves or rejects.
+pub const REVIEWED_KEYS: &[&str] = &[keys::PROVIDER_REGISTRY, keys::DEFAULT_MODEL, keys::MAX_RETRIES];
+
 impl KeySpec {
+    /// Whether a change of this key needs a second superuser's approval.
+    pub fn needs_review(&self) -> bool {
+        REVIEWED_KEYS.contains(&self.key)
+    }
+
     /// The deep link to this key on the settings page.
     pub fn href(&self) -> String {
         crate::paths::key_link(self.category.slug(), self.key)

@@ -204,12 +204,42 @@ pub fn RunPage() -> impl IntoView {
     }
 }
 
+/// For superusers: the run's snapshot beside today's policy on the revisions page, where it can
+/// be restored.
+fn compare_link(run_id: i64) -> impl IntoView {
+    let auth = use_context::<crate::auth::Auth>()?;
+    let href = format!("{}?run={run_id}", crate::paths::settings_section("revisions"));
+    Some(view! {
+        <Transition fallback=|| ()>
+            {move || {
+                let href = href.clone();
+                Suspend::new(async move {
+                    let superuser = matches!(
+                        auth.user.await, Ok(Some(u)) if u.role == crate::auth::types::Role::Superuser
+                    );
+                    superuser
+                        .then(|| {
+                            view! {
+                                <p>
+                                    <a href=href data-testid="run-policy-compare">
+                                        "Compare this policy with today's, or restore it"
+                                    </a>
+                                </p>
+                            }
+                        })
+                })
+            }}
+        </Transition>
+    })
+}
+
 #[component]
 fn RunView(detail: RunDetail) -> impl IntoView {
     let s = detail.summary;
     let c = detail.counts;
     let finished = c.done + c.failed;
     let drifted = detail.keys.iter().filter(|k| k.drift).count();
+    let compare = compare_link(s.id);
     view! {
         <h1 data-testid="run-title">{format!("Run #{}", s.id)}</h1>
         <dl class="run-facts">
@@ -245,6 +275,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                 format!("Today's baseline differs on {drifted} key(s), marked below.")
             }}
         </p>
+        {compare}
         <table class="snapshot-table" data-testid="snapshot-table">
             <thead>
                 <tr>

@@ -136,6 +136,29 @@ pub async fn snapshot(db: &Db, run_id: i64) -> Result<StoredSnapshot, AppError> 
     Ok(StoredSnapshot { run_id, sha256: row.try_get("snapshot_sha256")?, text, snapshot })
 }
 
+/// The admin layer a run was created under: each key's value where the snapshot took it from
+/// the admin layer; the other keys had no admin value then.
+pub fn admin_layer_of(snapshot: &Snapshot) -> std::collections::HashMap<String, Option<serde_json::Value>> {
+    snapshot.keys.iter().map(|k| (k.key.clone(), (k.captured_from == Layer::Admin).then(|| k.value.clone()))).collect()
+}
+
+/// Restores the admin layer a run was created under, as one change set audited as a restore
+/// of the run's snapshot (keys with no admin value then are reset), or a change request when
+/// it touches a key that needs review. `dry_run` gives the diff.
+pub async fn restore_run_policy(
+    store: &PolicyStore,
+    actor: &Actor,
+    run_id: i64,
+    reason: Option<&str>,
+    expected_revision: Option<i64>,
+    dry_run: bool,
+) -> Result<crate::policy::change_set::Proposal, AppError> {
+    let stored = snapshot(&store.db, run_id).await?;
+    let targets = admin_layer_of(&stored.snapshot);
+    let kind = crate::policy::change_set::ChangeSetKind::RestoreRun(run_id);
+    store.restore(actor, &targets, kind, reason, expected_revision, dry_run).await
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pages
 

@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::types::{AuditPage, PolicyPage, SaveOutcome};
+use super::types::{AuditPage, DecisionOutcome, PolicyPage, RequestsPage, RestoreOutcome, RevisionsPage, SaveOutcome};
 use crate::error::AppError;
 
 #[server(endpoint = "settings_data")]
@@ -27,7 +27,8 @@ pub async fn settings_data(category: String) -> Result<PolicyPage, AppError> {
     };
     let revision = stamp.revision;
     let env_warning = store.env_warning.get();
-    Ok(PolicyPage { resolved, history, revision, env_warning })
+    let open_requests = store.open_request_count().await?;
+    Ok(PolicyPage { resolved, history, revision, env_warning, open_requests })
 }
 
 /// Saves a key's admin value. `value` is the text of the form field (absent for an unchecked
@@ -56,6 +57,10 @@ pub async fn save_policy(
         None if is_bool => "false".to_string(),
         None => String::new(),
     };
+    if needs_review(&key) {
+        let target = crate::policy::change_set::Target::Text(raw);
+        return request_one(&store, &actor, key, target, expected_version, reason, return_to).await;
+    }
     let result = store.update_text(&actor, &key, &raw, expected_version, reason.as_deref()).await;
     finish(key, result, return_to)
 }
@@ -69,6 +74,10 @@ pub async fn reset_policy(
     return_to: Option<String>,
 ) -> Result<SaveOutcome, AppError> {
     let (store, actor) = superuser_actor()?;
+    if needs_review(&key) {
+        let target = crate::policy::change_set::Target::Reset;
+        return request_one(&store, &actor, key, target, expected_version, reason, return_to).await;
+    }
     let result = store.reset(&actor, &key, expected_version, reason.as_deref()).await;
     finish(key, result, return_to)
 }
@@ -83,8 +92,237 @@ pub async fn revert_policy(
     return_to: Option<String>,
 ) -> Result<SaveOutcome, AppError> {
     let (store, actor) = superuser_actor()?;
+    if needs_review(&key) {
+        use crate::policy::change_set::Target;
+        let target = match store.value_after(&key, audit_id).await {
+            Ok(Some(v)) => Target::Value(v),
+            Ok(None) => Target::Reset,
+            Err(e) => return finish(key, Err(e), return_to),
+        };
+        return request_one(&store, &actor, key, target, expected_version, reason, return_to).await;
+    }
     let result = store.revert(&actor, &key, audit_id, expected_version, reason.as_deref()).await;
     finish(key, result, return_to)
+}
+
+/// Pins a key: its admin value becomes the value in force now, even when inherited.
+#[server(endpoint = "pin_policy")]
+pub async fn pin_policy(
+    key: String,
+    expected_version: i64,
+    reason: Option<String>,
+    return_to: Option<String>,
+) -> Result<SaveOutcome, AppError> {
+    let (store, actor) = superuser_actor()?;
+    if needs_review(&key) {
+        let target = crate::policy::change_set::Target::Pin;
+        return request_one(&store, &actor, key, target, expected_version, reason, return_to).await;
+    }
+    let result = store.pin(&actor, &key, expected_version, reason.as_deref()).await;
+    finish(key, result, return_to)
+}
+
+/// The policy revisions, and the comparison the address asks for: revision `rev` or run
+/// `run`'s snapshot on the left, revision `with` or today on the right.
+#[server(endpoint = "policy_revisions")]
+pub async fn policy_revisions(
+    rev: Option<i64>,
+    run: Option<i64>,
+    with: Option<i64>,
+    before: Option<i64>,
+) -> Result<RevisionsPage, AppError> {
+    use super::types::{PolicySide, REVISIONS_PAGE_ROWS};
+
+    crate::auth::guard::require_superuser()?;
+    let store = crate::context::server_context::<crate::policy::store::PolicyStore>()?;
+    let current = store.revision().await?;
+    let mut revisions = store.revisions(before, REVISIONS_PAGE_ROWS + 1).await?;
+    let older = if revisions.len() as i64 > REVISIONS_PAGE_ROWS {
+        revisions.truncate(REVISIONS_PAGE_ROWS as usize);
+        revisions.last().map(|r| r.revision)
+    } else {
+        None
+    };
+    let left = match (rev, run) {
+        (Some(n), _) => Some(PolicySide::Revision(n)),
+        (None, Some(r)) => Some(PolicySide::Run(r)),
+        (None, None) => None,
+    };
+    let right = with.map(PolicySide::Revision).unwrap_or(PolicySide::Today);
+    let (comparison, error) = match left {
+        None => (None, None),
+        Some(left) => match compare(&store, left, right, current).await {
+            Ok(c) => (Some(c), None),
+            Err(e @ (AppError::NotFound(_) | AppError::Field { .. })) => (None, Some(e.to_string())),
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(RevisionsPage { current, revisions, older, comparison, error })
+}
+
+/// Two whole policies key by key, and the restore's dry run when the right side is today.
+#[cfg(feature = "ssr")]
+async fn compare(
+    store: &crate::policy::store::PolicyStore,
+    left: super::types::PolicySide,
+    right: super::types::PolicySide,
+    current: i64,
+) -> Result<super::types::Comparison, AppError> {
+    use super::types::{CompareLine, Comparison, PolicySide};
+    use crate::policy::change_set::ChangeSetOutcome;
+    use crate::policy::registry::REGISTRY;
+    use crate::policy::value::{canonical_json, truncate};
+    use std::collections::HashMap;
+
+    let actor = crate::policy::store::Actor::user(0, "preview");
+    // key → (effective value, provenance for the page)
+    let side = |s: PolicySide| async move {
+        let short = |v: &serde_json::Value, layer: crate::policy::registry::Layer| {
+            format!("effective={} (source={layer})", truncate(&canonical_json(v), 60))
+        };
+        let map: HashMap<String, (serde_json::Value, String)> = match s {
+            PolicySide::Today => store
+                .resolve()
+                .await?
+                .into_iter()
+                .map(|r| (r.key.clone(), (r.value.clone(), short(&r.value, r.source))))
+                .collect(),
+            PolicySide::Revision(n) => store
+                .resolve_at(n)
+                .await?
+                .into_iter()
+                .map(|r| (r.key.clone(), (r.value.clone(), short(&r.value, r.source))))
+                .collect(),
+            PolicySide::Run(id) => crate::runs::server::snapshot(&store.db, id)
+                .await?
+                .snapshot
+                .keys
+                .into_iter()
+                .map(|k| (k.key.clone(), (k.value.clone(), short(&k.value, k.captured_from))))
+                .collect(),
+        };
+        Ok::<_, AppError>(map)
+    };
+    let (l, r) = (side(left).await?, side(right).await?);
+    let lines = REGISTRY
+        .iter()
+        .map(|s| {
+            let (lv, lt) = l.get(s.key).cloned().unwrap_or((serde_json::Value::Null, "(absent)".into()));
+            let (rv, rt) = r.get(s.key).cloned().unwrap_or((serde_json::Value::Null, "(absent)".into()));
+            CompareLine { key: s.key.to_string(), left: lt, right: rt, differs: lv != rv }
+        })
+        .collect();
+    let restore = match (left, right) {
+        (PolicySide::Today, _) | (_, PolicySide::Revision(_)) | (_, PolicySide::Run(_)) => None,
+        (PolicySide::Revision(n), PolicySide::Today) => {
+            Some(store.restore_revision(&actor, n, None, Some(current), true).await)
+        }
+        (PolicySide::Run(id), PolicySide::Today) => {
+            Some(crate::runs::server::restore_run_policy(store, &actor, id, None, Some(current), true).await)
+        }
+    };
+    let restore = restore.map(|r| match r {
+        Ok(crate::policy::change_set::Proposal::Applied(ChangeSetOutcome::Preview { lines })) => Ok(lines),
+        Ok(_) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    });
+    Ok(Comparison { left, right, lines, restore })
+}
+
+/// Restores revision `revision`, or the policy run `run` was created under, as one change set;
+/// refused when the policy moved past `shown_revision`, the revision its diff was shown at.
+#[server(endpoint = "restore_policy")]
+pub async fn restore_policy(
+    revision: Option<i64>,
+    run: Option<i64>,
+    shown_revision: i64,
+    reason: Option<String>,
+    return_to: Option<String>,
+) -> Result<RestoreOutcome, AppError> {
+    use crate::policy::change_set::{ChangeSetOutcome, Proposal};
+
+    let (store, actor) = superuser_actor()?;
+    let result = match (revision, run) {
+        (Some(n), None) => store.restore_revision(&actor, n, reason.as_deref(), Some(shown_revision), false).await,
+        (None, Some(id)) => {
+            crate::runs::server::restore_run_policy(&store, &actor, id, reason.as_deref(), Some(shown_revision), false)
+                .await
+        }
+        _ => Err(AppError::invalid("revision", "name a revision or a run to restore, not both")),
+    };
+    let outcome = match result {
+        Ok(Proposal::Applied(ChangeSetOutcome::Applied { revision, lines, .. })) => {
+            RestoreOutcome::Restored { revision, keys: lines.len() }
+        }
+        Ok(Proposal::Requested { id, .. }) => RestoreOutcome::Requested { id },
+        Ok(Proposal::Applied(_)) => RestoreOutcome::Unchanged,
+        Err(e @ (AppError::Field { .. } | AppError::Conflict(_) | AppError::NotFound(_))) => {
+            RestoreOutcome::Refused(e.to_string())
+        }
+        Err(e) => return Err(e),
+    };
+    if crate::error::is_plain_form_post() {
+        let (ok, msg) = outcome.sentence();
+        let notice = match &outcome {
+            RestoreOutcome::Restored { .. } => "restored",
+            RestoreOutcome::Requested { .. } => "requested",
+            RestoreOutcome::Unchanged => "unchanged",
+            RestoreOutcome::Refused(_) => "error",
+        };
+        debug_assert_eq!(ok, notice != "error");
+        redirect_with_notice(return_to.as_deref(), notice, &msg);
+    }
+    Ok(outcome)
+}
+
+/// The change requests: open ones with what approving each would change now, then the latest
+/// decided.
+#[server(endpoint = "change_requests")]
+pub async fn change_requests() -> Result<RequestsPage, AppError> {
+    let (store, actor) = superuser_actor()?;
+    Ok(RequestsPage { requests: store.requests(20).await?, viewer_id: actor.id.unwrap_or_default() })
+}
+
+/// Approves (and applies), rejects or withdraws change request `id`. Never the author's to
+/// approve or reject, only the author's to withdraw.
+#[server(endpoint = "decide_request")]
+pub async fn decide_request(
+    id: i64,
+    decision: String,
+    comment: Option<String>,
+    return_to: Option<String>,
+) -> Result<DecisionOutcome, AppError> {
+    let (store, actor) = superuser_actor()?;
+    let result = match decision.as_str() {
+        "approve" => store.approve(&actor, id, comment.as_deref()).await.map(|o| match o {
+            crate::policy::change_set::ChangeSetOutcome::Applied { revision, lines, .. } => {
+                format!("Approved change request {id}: {} key(s) changed, now revision {revision}.", lines.len())
+            }
+            _ => format!("Approved change request {id}: it changed nothing, every value was already in force."),
+        }),
+        "reject" => {
+            store.reject(&actor, id, comment.as_deref()).await.map(|()| format!("Rejected change request {id}."))
+        }
+        "withdraw" => {
+            store.withdraw(&actor, id, comment.as_deref()).await.map(|()| format!("Withdrew change request {id}."))
+        }
+        other => Err(AppError::invalid("decision", format!("must be approve, reject or withdraw, got \"{other}\""))),
+    };
+    let outcome = match result {
+        Ok(m) => DecisionOutcome::Done(m),
+        Err(e @ (AppError::Field { .. } | AppError::Conflict(_) | AppError::NotFound(_) | AppError::Forbidden(_))) => {
+            DecisionOutcome::Refused(e.to_string())
+        }
+        Err(e) => return Err(e),
+    };
+    if crate::error::is_plain_form_post() {
+        let (notice, msg) = match &outcome {
+            DecisionOutcome::Done(m) => ("done", m.as_str()),
+            DecisionOutcome::Refused(m) => ("error", m.as_str()),
+        };
+        redirect_with_notice(return_to.as_deref(), notice, msg);
+    }
+    Ok(outcome)
 }
 
 /// The global audit log, filtered and paged.
@@ -126,6 +364,66 @@ fn superuser_actor() -> Result<(crate::policy::store::PolicyStore, crate::policy
     Ok((store, crate::policy::store::Actor::user(user.id, user.email)))
 }
 
+/// Sends a form posted without JavaScript back to its section (never elsewhere: `safe_next`),
+/// with the outcome in the query.
+#[cfg(feature = "ssr")]
+fn redirect_with_notice(return_to: Option<&str>, notice: &str, msg: &str) {
+    use crate::paths::{encode_query, safe_next};
+    let back = safe_next(return_to);
+    let back = back.split(['?', '#']).next().unwrap_or_default().to_string();
+    let msg = crate::policy::value::truncate(msg, 600);
+    leptos_axum::redirect(&format!("{back}?notice={notice}&msg={}", encode_query(&msg)));
+}
+
+#[cfg(feature = "ssr")]
+fn needs_review(key: &str) -> bool {
+    crate::policy::registry::spec(key).is_some_and(|s| s.needs_review())
+}
+
+/// A change of a key that needs review, made on the page: a change request of that one key.
+/// A stale version is the usual conflict; a value not allowed is refused now, not at approval.
+#[cfg(feature = "ssr")]
+async fn request_one(
+    store: &crate::policy::store::PolicyStore,
+    actor: &crate::policy::store::Actor,
+    key: String,
+    target: crate::policy::change_set::Target,
+    expected_version: i64,
+    reason: Option<String>,
+    return_to: Option<String>,
+) -> Result<SaveOutcome, AppError> {
+    use crate::policy::audit::Conflict;
+    use crate::policy::change_set::{ChangeSet, ChangeSetKind, ChangeSetOutcome, KeyChange, Proposal};
+    use crate::policy::store::WriteOutcome;
+
+    let now = store.resolve_key(&key).await?;
+    if now.admin_version != expected_version {
+        let conflict = Conflict {
+            key: key.clone(),
+            expected_version,
+            current_version: now.admin_version,
+            changed_by: now.updated_by.clone().unwrap_or_default(),
+            changed_at: now.updated_at.clone().unwrap_or_default(),
+            current_value: now.layer(crate::policy::registry::Layer::Admin).and_then(|l| l.value.clone()),
+        };
+        return finish(key, Ok(WriteOutcome::Conflict(conflict)), return_to);
+    }
+    let set = ChangeSet {
+        reason,
+        changes: vec![KeyChange { key: key.clone(), target, expected_version: Some(expected_version) }],
+        expected_revision: None,
+    };
+    match store.propose(actor, &set, ChangeSetKind::Apply).await {
+        Ok(Proposal::Requested { id, .. }) => respond(SaveOutcome::Requested { key, id }, return_to),
+        Ok(Proposal::Applied(ChangeSetOutcome::Applied { revision, lines, .. })) => {
+            let version = lines.first().map(|l| l.version).unwrap_or_default();
+            finish(key, Ok(WriteOutcome::Changed { version, revision, audit_id: 0 }), return_to)
+        }
+        Ok(Proposal::Applied(_)) => finish(key, Ok(WriteOutcome::Unchanged), return_to),
+        Err(e) => finish(key, Err(e), return_to),
+    }
+}
+
 /// Turns a store result into the page's outcome. A form posted without JavaScript is sent back
 /// to the page it came from, with the outcome in the query so it shows next to the field.
 #[cfg(feature = "ssr")]
@@ -134,9 +432,7 @@ fn finish(
     result: Result<crate::policy::store::WriteOutcome, AppError>,
     return_to: Option<String>,
 ) -> Result<SaveOutcome, AppError> {
-    use crate::paths::{encode_query, key_anchor, safe_next};
     use crate::policy::store::WriteOutcome;
-    use crate::policy::value::{canonical_json, truncate};
 
     let outcome = match result {
         Ok(WriteOutcome::Changed { version, .. }) => SaveOutcome::Saved { key, version },
@@ -146,10 +442,21 @@ fn finish(
         Err(AppError::NotFound(message)) => SaveOutcome::Invalid { key: key.clone(), field: key, message },
         Err(e) => return Err(e),
     };
+    respond(outcome, return_to)
+}
+
+/// The outcome as the answer: a form posted without JavaScript is sent back to the page it came
+/// from, with the outcome in the query so it shows next to the field.
+#[cfg(feature = "ssr")]
+fn respond(outcome: SaveOutcome, return_to: Option<String>) -> Result<SaveOutcome, AppError> {
+    use crate::paths::{encode_query, key_anchor, safe_next};
+    use crate::policy::value::{canonical_json, truncate};
+
     if crate::error::is_plain_form_post() {
         let back = safe_next(return_to.as_deref());
         let back = back.split(['?', '#']).next().unwrap_or_default().to_string();
         let (notice, message) = match &outcome {
+            SaveOutcome::Requested { id, .. } => ("requested", id.to_string()),
             SaveOutcome::Saved { .. } => ("saved", String::new()),
             SaveOutcome::Unchanged { .. } => ("unchanged", String::new()),
             SaveOutcome::Invalid { message, .. } => ("error", message.clone()),

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use serde_json::Value as Json;
 
 use super::api::audit_log;
-use super::history::describe_change;
+use super::history::describe_row;
 use super::types::{key_href, AuditPage, Section};
 use crate::error::AppError;
 use crate::paths::{encode_query, AUDIT_EXPORT_CSV, AUDIT_EXPORT_JSON};
@@ -130,13 +130,14 @@ pub fn AuditLog() -> impl IntoView {
                                         .into_iter()
                                         .map(|r| {
                                             let inherited = spec(&r.key).map(|s| s.default_value().to_json()).unwrap_or(Json::Null);
-                                            let change = describe_change(r.from_value.as_ref(), r.to_value.as_ref(), &inherited).join("; ");
+                                            let change = describe_row(&r, &inherited).join("; ");
+                                            let action = r.action_label();
                                             view! {
                                                 <tr data-testid="audit-row">
                                                     <td><time datetime=r.at.clone()>{show_time(&r.at)}</time></td>
                                                     <td>{r.actor_email}</td>
                                                     <td><a href=key_href(&r.key)><code>{r.key.clone()}</code></a></td>
-                                                    <td>{format!("{}: {change}", r.action)}</td>
+                                                    <td>{format!("{action}: {change}")}</td>
                                                     <td>{r.reason.unwrap_or_default()}</td>
                                                     <td>{r.policy_revision}</td>
                                                 </tr>

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::api::{ResetPolicy, RevertPolicy, SavePolicy};
+use super::api::{PinPolicy, ResetPolicy, RevertPolicy, SavePolicy};
 use super::controls::{control, draft_text, error_id};
 use super::history::{HistoryList, ValueChart};
 use super::types::{PolicyPage, SaveOutcome, Section};
@@ -52,8 +52,12 @@ pub fn KeyEditor(
     let save = ServerAction::<SavePolicy>::new();
     let reset = ServerAction::<ResetPolicy>::new();
     let revert = ServerAction::<RevertPolicy>::new();
+    let pin = ServerAction::<PinPolicy>::new();
     let on_result = move |r: Result<SaveOutcome, AppError>| {
-        let reload = matches!(r, Ok(SaveOutcome::Saved { .. }) | Ok(SaveOutcome::Unchanged { .. }));
+        let reload = matches!(
+            r,
+            Ok(SaveOutcome::Saved { .. }) | Ok(SaveOutcome::Unchanged { .. }) | Ok(SaveOutcome::Requested { .. })
+        );
         if reload {
             state.drafts.update(|d| {
                 d.remove(key);
@@ -81,15 +85,24 @@ pub fn KeyEditor(
             on_result(r);
         }
     });
+    Effect::new(move |_| {
+        if let Some(r) = pin.value().get() {
+            on_result(r);
+        }
+    });
     // A form posted without JavaScript comes back with its outcome in the query.
     let outcome = Memo::new(move |_| state.outcomes.with(|o| o.get(key).cloned()));
     let notice = StoredValue::new(notice);
-    let pending = Memo::new(move |_| save.pending().get() || reset.pending().get() || revert.pending().get());
+    let pending = Memo::new(move |_| {
+        save.pending().get() || reset.pending().get() || revert.pending().get() || pin.pending().get()
+    });
 
     let version = resolved.admin_version;
     let return_to = Section::Keys(spec.category).href();
     let return_to_save = return_to.clone();
     let return_to_reset = return_to.clone();
+    let return_to_pin = return_to.clone();
+    let resolved_source = resolved.source.as_str();
     let has_admin = resolved.layer(Layer::Admin).is_some();
     let env_var = spec.env_var();
     let layers = resolved.layers.clone();
@@ -114,6 +127,19 @@ pub fn KeyEditor(
             <header class="key__head">
                 <h2 class="key__label">{spec.label}</h2>
                 <code class="key__name">{key}</code>
+                {spec
+                    .needs_review()
+                    .then(|| {
+                        view! {
+                            <span
+                                class="badge badge--review"
+                                title="Saving opens a change request; another superuser approves or rejects it."
+                                data-testid=testid("review")
+                            >
+                                "Needs a second superuser"
+                            </span>
+                        }
+                    })}
                 <Show when=move || dirty.get()>
                     <span class="badge badge--unsaved" data-testid=testid("unsaved")>
                         "Unsaved changes"
@@ -201,6 +227,7 @@ pub fn KeyEditor(
                     let from_query = notice.get_value().map(|(n, m)| match n.as_str() {
                         "saved" => Ok(SaveOutcome::Saved { key: key.to_string(), version: 0 }),
                         "unchanged" => Ok(SaveOutcome::Unchanged { key: key.to_string() }),
+                        "requested" => Ok(SaveOutcome::Requested { key: key.to_string(), id: m.parse().unwrap_or(0) }),
                         _ => Err(m),
                     });
                     outcome.get().or(from_query).map(|o| outcome_view(key, o, data))
@@ -217,6 +244,27 @@ pub fn KeyEditor(
                             <input type="hidden" name="return_to" value=return_to.clone() />
                             <button type="submit" class="button button--secondary" data-testid=testid("reset")>
                                 "Reset to inherited value"
+                            </button>
+                        </ActionForm>
+                    }
+                }})}
+            {(!has_admin)
+                .then({
+                    let return_to = return_to_pin;
+                    let source = resolved_source;
+                    move || {
+                    view! {
+                        <ActionForm action=pin attr:class="key__reset">
+                            <input type="hidden" name="key" value=key />
+                            <input type="hidden" name="expected_version" value=version />
+                            <input type="hidden" name="return_to" value=return_to.clone() />
+                            <button
+                                type="submit"
+                                class="button button--secondary"
+                                title=format!("Keep today's value at the admin layer, so a change to the {source} layer cannot move it")
+                                data-testid=testid("pin")
+                            >
+                                {format!("Pin the {source} value")}
                             </button>
                         </ActionForm>
                     }
@@ -241,6 +289,14 @@ fn outcome_view(
         Ok(SaveOutcome::Unchanged { .. }) => view! {
             <p class="outcome outcome--info" role="status" data-testid=testid>
                 "Unchanged: that value is already in force."
+            </p>
+        }
+        .into_any(),
+        Ok(SaveOutcome::Requested { id, .. }) => view! {
+            <p class="outcome outcome--info" role="status" data-testid=testid>
+                {format!("Change request {id} opened: this key needs a second superuser. ")}
+                <a href=Section::Requests.href() data-testid=format!("request-link-{key}")>"See change requests"</a>
+                "."
             </p>
         }
         .into_any(),

@@ -103,6 +103,11 @@ pub fn to_csv(rows: &[AuditRow]) -> Result<String, AppError> {
         "policy_revision",
         "key_version",
         "reverted_audit_id",
+        "from_effective",
+        "from_source",
+        "to_effective",
+        "to_source",
+        "change_set_id",
     ])
     .map_err(|e| failed(&e))?;
     for r in rows {
@@ -111,7 +116,7 @@ pub fn to_csv(rows: &[AuditRow]) -> Result<String, AppError> {
             r.id.to_string(),
             r.at.clone(),
             r.key.clone(),
-            r.action.to_string(),
+            r.action_label().to_string(),
             r.actor_id.map(|i| i.to_string()).unwrap_or_default(),
             r.actor_email.clone(),
             json(&r.from_value),
@@ -120,6 +125,11 @@ pub fn to_csv(rows: &[AuditRow]) -> Result<String, AppError> {
             r.policy_revision.to_string(),
             r.key_version.to_string(),
             r.reverted_audit_id.map(|i| i.to_string()).unwrap_or_default(),
+            json(&r.from_effective),
+            r.from_source.clone().unwrap_or_default(),
+            json(&r.to_effective),
+            r.to_source.clone().unwrap_or_default(),
+            r.change_set_id.map(|i| i.to_string()).unwrap_or_default(),
         ];
         w.write_record(fields.iter().map(|f| defuse(f))).map_err(|e| failed(&e))?;
     }
@@ -148,6 +158,11 @@ mod tests {
             policy_revision: 3,
             key_version: 1,
             reverted_audit_id: None,
+            from_effective: Some(json!(["pdf"])),
+            from_source: Some("default".into()),
+            to_effective: Some(json!(["pdf", "txt"])),
+            to_source: Some("admin".into()),
+            change_set_id: None,
         };
         let csv = to_csv(&[row]).unwrap();
         assert!(csv.starts_with("id,at,key,action,"), "{csv}");
@@ -155,6 +170,7 @@ mod tests {
         let line = csv.lines().nth(1).unwrap();
         assert!(line.contains(r#""[""pdf"",""txt""]""#), "{line}");
         assert!(line.contains(r#""'=cmd, ""quoted""""#), "{line}");
+        assert!(line.ends_with(r#","[""pdf""]",default,"[""pdf"",""txt""]",admin,"#), "{line}");
         assert_eq!(defuse("-5"), "-5");
         assert_eq!(defuse("-1+1+cmd|' /C calc'!A0"), "'-1+1+cmd|' /C calc'!A0");
         assert_eq!(defuse("\tx"), "'\tx");

@@ -78,6 +78,28 @@ pub fn describe_change(from: Option<&Json>, to: Option<&Json>, inherited: &Json)
     vec![format!("{} → {}", show_value(from), show_value(to))]
 }
 
+/// A row's change in words. Rows that record what was in force say so with its layer
+/// (`0.3 (default) → 0.55 (admin)`; lists and the provider registry as what was added and
+/// removed, then the layers); older rows fall back to the admin values.
+pub fn describe_row(row: &AuditRow, inherited: &Json) -> Vec<String> {
+    let (Some(a), Some(b), Some(from), Some(to)) =
+        (&row.from_effective, &row.to_effective, row.from_source.as_deref(), row.to_source.as_deref())
+    else {
+        return describe_change(row.from_value.as_ref(), row.to_value.as_ref(), inherited);
+    };
+    if a == b {
+        return vec![format!("{} ({from}) pinned ({to})", show_value(Some(a)))];
+    }
+    if !inherited.is_array() {
+        return vec![format!("{} ({from}) → {} ({to})", show_value(Some(a)), show_value(Some(b)))];
+    }
+    let mut out = describe_change(Some(a), Some(b), inherited);
+    if from != to {
+        out.push(format!("{from} → {to}"));
+    }
+    out
+}
+
 /// A key's recent history, newest first, each row with a confirmed revert.
 #[component]
 pub fn HistoryList(
@@ -101,7 +123,7 @@ pub fn HistoryList(
                         {rows
                             .into_iter()
                             .map(|row| {
-                                let change = describe_change(row.from_value.as_ref(), row.to_value.as_ref(), &inherited);
+                                let change = describe_row(&row, &inherited);
                                 let target = show_value(row.to_value.as_ref());
                                 let return_to = return_to.clone();
                                 view! {
@@ -111,7 +133,7 @@ pub fn HistoryList(
                                             " · "
                                             <time datetime=row.at.clone()>{show_time(&row.at)}</time>
                                             " · "
-                                            <span class="history__action">{row.action.as_str()}</span>
+                                            <span class="history__action">{row.action_label()}</span>
                                         </div>
                                         <ul class="history__change">
                                             {change.into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}
@@ -148,14 +170,14 @@ pub fn HistoryList(
     }
 }
 
-/// A numeric key's value over time as an inline SVG line, from its audit rows (oldest first);
-/// a reset shows the default.
+/// A numeric key's value over time as an inline SVG line, from its audit rows (oldest first):
+/// the value in force after each change (an env value after a reset where env sets it); rows
+/// from before that was recorded show their admin value, or the default after a reset.
 #[component]
 pub fn ValueChart(key: &'static str, rows: Vec<AuditRow>, default: Json) -> impl IntoView {
-    let mut points: Vec<f64> =
-        rows.iter().rev().map(|r| r.to_value.as_ref().unwrap_or(&default).as_f64().unwrap_or(0.0)).collect();
+    let mut points: Vec<f64> = rows.iter().rev().map(|r| in_force(&r.to_effective, &r.to_value, &default)).collect();
     if let Some(first) = rows.last() {
-        points.insert(0, first.from_value.as_ref().unwrap_or(&default).as_f64().unwrap_or(0.0));
+        points.insert(0, in_force(&first.from_effective, &first.from_value, &default));
     }
     (points.len() >= 2).then(|| {
         let (w, h, pad) = (240.0, 56.0, 4.0);
@@ -193,10 +215,41 @@ pub fn ValueChart(key: &'static str, rows: Vec<AuditRow>, default: Json) -> impl
     })
 }
 
+fn in_force(effective: &Option<Json>, admin: &Option<Json>, default: &Json) -> f64 {
+    effective.as_ref().or(admin.as_ref()).unwrap_or(default).as_f64().unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rows_that_record_what_was_in_force_read_with_their_layers() {
+        let row = |from: Json, from_source: &str, to: Json, to_source: &str| {
+            serde_json::from_value::<AuditRow>(json!({
+                "id": 1, "key": "k", "action": "update", "actor_id": null, "actor_email": "a", "at": "t",
+                "from_value": null, "to_value": to.clone(), "reason": null, "policy_revision": 1, "key_version": 1,
+                "reverted_audit_id": null, "from_effective": from, "from_source": from_source,
+                "to_effective": to, "to_source": to_source
+            }))
+            .unwrap()
+        };
+        let n = json!(3);
+        assert_eq!(
+            describe_row(&row(json!(0.3), "default", json!(0.55), "admin"), &n),
+            vec!["0.3 (default) → 0.55 (admin)"]
+        );
+        assert_eq!(describe_row(&row(json!(42), "env", json!(42), "admin"), &n), vec!["42 (env) pinned (admin)"]);
+        let inherited = json!(["pdf", "txt"]);
+        assert_eq!(
+            describe_row(&row(json!(["pdf", "txt"]), "env", json!(["pdf"]), "admin"), &inherited),
+            vec!["removed txt", "env → admin"]
+        );
+        // A row from before effective values were recorded.
+        let old = AuditRow { from_effective: None, ..row(json!(1), "default", json!(7), "admin") };
+        assert_eq!(describe_row(&old, &n), vec!["(inherited) → 7"]);
+    }
 
     #[test]
     fn changes_read_as_added_and_removed() {

@@ -7,6 +7,8 @@ mod controls;
 mod editor;
 mod history;
 mod provider_table;
+mod requests;
+mod revisions;
 pub mod types;
 
 #[cfg(feature = "ssr")]
@@ -23,6 +25,8 @@ use leptos_router::{
 use self::api::settings_data;
 use self::audit_log::{AuditLog, AuditRows};
 use self::editor::KeyEditor;
+use self::requests::{Requests, RequestsData};
+use self::revisions::{Revisions, RevisionsData};
 use self::types::{PolicyPage, SaveOutcome, Section};
 use crate::error::AppError;
 use crate::policy::parse::model_choices;
@@ -79,6 +83,8 @@ pub fn SettingsArea() -> impl IntoView {
     );
     provide_context(SettingsData { section, data });
     provide_context(AuditRows::new(Memo::new(move |_| section.get() == Some(Section::Audit))));
+    provide_context(RevisionsData::new(Memo::new(move |_| section.get() == Some(Section::Revisions))));
+    provide_context(RequestsData::new(Memo::new(move |_| section.get() == Some(Section::Requests))));
     crate::auth::SuperuserArea()
 }
 
@@ -116,6 +122,24 @@ pub fn SettingsPage() -> impl IntoView {
                                 <li>
                                     <A href=c.href() attr:data-testid=format!("nav-{}", c.slug())>
                                         {c.label()}
+                                        {(c == Section::Requests)
+                                            .then(|| {
+                                                view! {
+                                                    <Transition fallback=|| ()>
+                                                        {move || Suspend::new(async move {
+                                                            let open = nav_data.await.map(|d| d.open_requests).unwrap_or(0);
+                                                            (open > 0)
+                                                                .then(|| {
+                                                                    view! {
+                                                                        <span class="count" data-testid="open-requests">
+                                                                            {format!(" ({open} open)")}
+                                                                        </span>
+                                                                    }
+                                                                })
+                                                        })}
+                                                    </Transition>
+                                                }
+                                            })}
                                     </A>
                                     <Transition fallback=|| ()>
                                         {move || Suspend::new(async move {
@@ -143,6 +167,22 @@ pub fn SettingsPage() -> impl IntoView {
                             <h1 data-testid="panel-title">{Section::Audit.label()}</h1>
                             <p class="summary">{Section::Audit.summary()}</p>
                             <AuditLog />
+                        }
+                            .into_any()
+                    }
+                    Some(Section::Requests) => {
+                        view! {
+                            <h1 data-testid="panel-title">{Section::Requests.label()}</h1>
+                            <p class="summary">{Section::Requests.summary()}</p>
+                            <Requests data=data />
+                        }
+                            .into_any()
+                    }
+                    Some(Section::Revisions) => {
+                        view! {
+                            <h1 data-testid="panel-title">{Section::Revisions.label()}</h1>
+                            <p class="summary">{Section::Revisions.summary()}</p>
+                            <Revisions />
                         }
                             .into_any()
                     }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::paths;
 use crate::policy::audit::{AuditRow, Conflict};
+use crate::policy::change_set::{ChangeRequest, DiffLine, RevisionSummary};
 use crate::policy::registry::Category;
 use crate::policy::resolve::Resolved;
 
@@ -16,6 +17,8 @@ pub struct PolicyPage {
     pub revision: i64,
     /// Set when the server instances sharing the database run with different env layers.
     pub env_warning: Option<String>,
+    /// Change requests waiting for a decision (the nav shows the count).
+    pub open_requests: i64,
 }
 
 impl PolicyPage {
@@ -32,16 +35,33 @@ impl PolicyPage {
 /// outcomes shown beside the field, not errors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SaveOutcome {
-    Saved { key: String, version: i64 },
-    Unchanged { key: String },
-    Invalid { key: String, field: String, message: String },
+    Saved {
+        key: String,
+        version: i64,
+    },
+    Unchanged {
+        key: String,
+    },
+    Invalid {
+        key: String,
+        field: String,
+        message: String,
+    },
     Conflict(Conflict),
+    /// The key needs a second superuser: change request `id` was opened instead.
+    Requested {
+        key: String,
+        id: i64,
+    },
 }
 
 impl SaveOutcome {
     pub fn key(&self) -> &str {
         match self {
-            SaveOutcome::Saved { key, .. } | SaveOutcome::Unchanged { key } | SaveOutcome::Invalid { key, .. } => key,
+            SaveOutcome::Saved { key, .. }
+            | SaveOutcome::Unchanged { key }
+            | SaveOutcome::Invalid { key, .. }
+            | SaveOutcome::Requested { key, .. } => key,
             SaveOutcome::Conflict(c) => &c.key,
         }
     }
@@ -57,6 +77,109 @@ pub struct AuditPage {
     pub error: Option<String>,
 }
 
+/// One side of a comparison of two whole policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PolicySide {
+    Revision(i64),
+    /// The policy a run was created under (its snapshot).
+    Run(i64),
+    Today,
+}
+
+impl PolicySide {
+    pub fn label(self) -> String {
+        match self {
+            PolicySide::Revision(n) => format!("revision {n}"),
+            PolicySide::Run(r) => format!("run {r}'s snapshot"),
+            PolicySide::Today => "today".into(),
+        }
+    }
+}
+
+/// One key in a comparison: its provenance on each side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareLine {
+    pub key: String,
+    pub left: String,
+    pub right: String,
+    /// The effective values differ.
+    pub differs: bool,
+}
+
+/// Two whole policies key by key and, when the right side is today's, what restoring the left
+/// side would change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub left: PolicySide,
+    pub right: PolicySide,
+    pub lines: Vec<CompareLine>,
+    /// The restore's diff (a dry run); empty when the left side is already in force.
+    pub restore: Option<Result<Vec<DiffLine>, String>>,
+}
+
+/// The revisions section: the list (newest first, paged) and the comparison the address asks
+/// for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevisionsPage {
+    /// The policy's revision now: a restore is made against it.
+    pub current: i64,
+    pub revisions: Vec<RevisionSummary>,
+    /// The revision to pass as `before` for the next (older) page.
+    pub older: Option<i64>,
+    pub comparison: Option<Comparison>,
+    /// Why the address's revision or run could not be opened.
+    pub error: Option<String>,
+}
+
+/// What a restore did, for the page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RestoreOutcome {
+    Restored {
+        revision: i64,
+        keys: usize,
+    },
+    Unchanged,
+    /// The restore touches a key that needs review: change request `id` was opened instead.
+    Requested {
+        id: i64,
+    },
+    Refused(String),
+}
+
+/// The change-requests section: open requests (with what approving each would change now),
+/// then the latest decided ones; and who is looking, since nobody decides their own request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestsPage {
+    pub requests: Vec<ChangeRequest>,
+    pub viewer_id: i64,
+}
+
+/// What a decision on a change request did, for the page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DecisionOutcome {
+    Done(String),
+    Refused(String),
+}
+
+impl RestoreOutcome {
+    /// Whether it succeeded, and the sentence the page shows.
+    pub fn sentence(&self) -> (bool, String) {
+        match self {
+            RestoreOutcome::Restored { revision, keys } => {
+                (true, format!("Restored: {keys} key(s) changed, now revision {revision}."))
+            }
+            RestoreOutcome::Unchanged => (true, "Nothing to restore: that policy is already in force.".into()),
+            RestoreOutcome::Requested { id } => {
+                (true, format!("Change request {id} opened: the restore touches keys that need a second superuser."))
+            }
+            RestoreOutcome::Refused(m) => (false, m.clone()),
+        }
+    }
+}
+
+/// Revisions per page of the revisions section.
+pub const REVISIONS_PAGE_ROWS: i64 = 50;
+
 /// How many history rows each key shows beside its control.
 pub const KEY_HISTORY_ROWS: i64 = 20;
 /// Rows per page of the global audit log.
@@ -67,15 +190,19 @@ pub const AUDIT_PAGE_ROWS: i64 = 50;
 pub enum Section {
     Keys(Category),
     Audit,
+    Revisions,
+    Requests,
 }
 
 impl Section {
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 7] = [
         Section::Keys(Category::Models),
         Section::Keys(Category::Worker),
         Section::Keys(Category::Optimization),
         Section::Keys(Category::Upload),
         Section::Audit,
+        Section::Revisions,
+        Section::Requests,
     ];
 
     /// The path segment used in deep links.
@@ -83,6 +210,8 @@ impl Section {
         match self {
             Section::Keys(c) => c.slug(),
             Section::Audit => "audit",
+            Section::Revisions => "revisions",
+            Section::Requests => "requests",
         }
     }
 
@@ -90,6 +219,8 @@ impl Section {
         match self {
             Section::Keys(c) => c.label(),
             Section::Audit => "Audit log",
+            Section::Revisions => "Revisions",
+            Section::Requests => "Change requests",
         }
     }
 
@@ -97,6 +228,14 @@ impl Section {
         match self {
             Section::Keys(c) => c.summary(),
             Section::Audit => "Every change to the policy: who, when, from, to and why.",
+            Section::Requests => {
+                "Changes to keys that need a second superuser wait here. Another superuser approves one (which \
+                 applies it) or rejects it; its author can withdraw it."
+            }
+            Section::Revisions => {
+                "Every version of the policy. Open one to see the whole policy as it stood then, compare it with \
+                 today or another revision, and restore it."
+            }
         }
     }
 

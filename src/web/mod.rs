@@ -163,6 +163,11 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     };
     let mut state = AppState::open(db, &config.database_url, options, settings).await?;
     state.metrics_access = config.metrics_access.clone();
+    // Listening before the setup address is printed, so that opening it at once never finds
+    // the port closed.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Config(format!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}")))?;
     if !superuser_exists(&state.db).await? {
         // Shown once, on the terminal that started the server; never logged.
         let token = state.auth.setup.issue();
@@ -182,9 +187,6 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let policy = state.policy.clone();
     let stopping = state.stopping.clone();
     let app = router(state);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| AppError::Config(format!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}")))?;
     let limits = serve::ServeLimits::production();
     tracing::info!(max_connections = limits.max_connections, "listening on http://{addr}");
     let stop = async move {

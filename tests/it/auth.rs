@@ -231,6 +231,29 @@ const SERVER_FN_CASES: &[Case] = &[
         superuser: 200,
     },
     Case {
+        path: "/api/pin_policy",
+        body: "key=worker.max_retries&expected_version=5",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
+    Case { path: "/api/policy_revisions", body: "rev=1", anonymous: 401, member: 403, superuser: 200 },
+    Case { path: "/api/change_requests", body: "", anonymous: 401, member: 403, superuser: 200 },
+    Case {
+        path: "/api/decide_request",
+        body: "id=999&decision=approve&comment=ok",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
+    Case {
+        path: "/api/restore_policy",
+        body: "revision=999&shown_revision=0",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
+    Case {
         path: "/api/revert_policy",
         body: "key=worker.max_retries&audit_id=999&expected_version=0",
         anonymous: 401,
@@ -876,13 +899,15 @@ on_both_backends!(a_signed_in_settings_page_loads_and_sends_its_data_once, |t| {
             .unwrap();
     // Each page's data is loaded and travels to the browser once, beside the signed-in user (it
     // used to be made, loaded and sent once for every time the signed-in check's view was built).
-    // The settings area: the user, the section's data and the audit rows (empty but for the
-    // audit section).
+    // The settings area: the user, the section's data, and the audit rows, revisions and change
+    // requests (each empty but on its own section).
     let pages = [
-        ("/app/settings/superuser", 3),
-        ("/app/settings/superuser/worker", 3),
-        ("/app/settings/superuser/no-such-section", 3),
-        ("/app/settings/superuser/audit", 3),
+        ("/app/settings/superuser", 5),
+        ("/app/settings/superuser/worker", 5),
+        ("/app/settings/superuser/no-such-section", 5),
+        ("/app/settings/superuser/audit", 5),
+        ("/app/settings/superuser/revisions", 5),
+        ("/app/settings/superuser/requests", 5),
         // The runs area: the user, the list and one run (each empty but on its own page).
         ("/app/runs", 3),
         (&*format!("/app/runs/{}", run.id), 3),
@@ -1080,17 +1105,17 @@ on_both_backends!(metrics_count_saves_conflicts_refusals_and_sign_ins, |t| {
     assert_eq!(su.login(SUPER.0, "wrong password here").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(su.login(SUPER.0, SUPER.1).await.status, StatusCode::OK);
     let save = |value: &str, version: &str| {
-        form(&[("key", "worker.max_retries"), ("value", value), ("expected_version", version)])
+        form(&[("key", "worker.claim_batch_size"), ("value", value), ("expected_version", version)])
     };
     assert!(su.post("/api/save_policy", &save("5", "0")).await.body.contains("Saved"));
     su.post("/api/save_policy", &save("6", "0")).await; // stale: a conflict
-    su.post("/api/save_policy", &save("99", "1")).await; // out of bounds: refused
+    su.post("/api/save_policy", &save("500", "1")).await; // out of bounds: refused
     su.post("/api/save_policy", &save("5", "1")).await; // already in force: a no-op
 
     let res = su.get(paths::METRICS).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let text = res.body;
-    let key = [("key", "worker.max_retries")];
+    let key = [("key", "worker.claim_batch_size")];
     assert_eq!(metric(&text, "runtime_policy_policy_saves_total", &key), 1.0, "{text}");
     assert_eq!(metric(&text, "runtime_policy_policy_conflicts_total", &key), 1.0, "{text}");
     assert_eq!(metric(&text, "runtime_policy_policy_refusals_total", &key), 1.0, "{text}");

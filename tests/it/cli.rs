@@ -75,10 +75,10 @@ on_both_backends!(policy_commands_resolve_set_and_audit, |t| {
     assert_eq!(code, 0);
     assert_eq!(out.lines().filter(|l| l.contains("(source=default)")).count(), 15, "{out}");
 
-    let (_, out, _) = policy(&url, &["get", "worker.max_retries"], &[("POLICY__WORKER__MAX_RETRIES", "5")]);
+    let (_, out, _) = policy(&url, &["get", "worker.claim_batch_size"], &[("POLICY__WORKER__CLAIM_BATCH_SIZE", "5")]);
     assert!(out.contains("effective=5 (source=env)"), "{out}");
 
-    let (code, out, err) = policy(&url, &["set", "worker.max_retries", "7", "--reason", "flaky provider"], &[]);
+    let (code, out, err) = policy(&url, &["set", "worker.claim_batch_size", "7", "--reason", "flaky provider"], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("effective=7 (source=admin)"), "{out}");
     let (_, out, _) = policy(&url, &["history", "--json"], &[]);
@@ -88,23 +88,29 @@ on_both_backends!(policy_commands_resolve_set_and_audit, |t| {
     assert_eq!(rows[0]["actor_email"], format!("cli:{}", os_user()));
     assert_eq!(rows[0]["reason"], "flaky provider");
 
-    let (code, _, err) = policy(&url, &["set", "worker.max_retries", "11"], &[]);
+    let (code, _, err) = policy(&url, &["set", "worker.claim_batch_size", "500"], &[]);
     assert_eq!(code, 2);
-    assert_eq!(err.trim(), "runtime-policy: worker.max_retries must be an integer from 0 to 10, got 11");
+    assert_eq!(err.trim(), "runtime-policy: worker.claim_batch_size must be an integer from 1 to 100, got 500");
     let (code, _, err) = policy(&url, &["set", "no.such.key", "1"], &[]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = policy(&url, &["set", "worker.max_retries", "8", "--expect-version", "0"], &[]);
+    let (code, _, err) = policy(&url, &["set", "worker.claim_batch_size", "8", "--expect-version", "0"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("changed by cli:{}", os_user())), "{err}");
     let (_, out, _) = policy(&url, &["history"], &[]);
     assert_eq!(out.lines().count(), 1, "nothing else was written: {out}");
 
-    let (code, out, _) = policy(&url, &["unset", "worker.max_retries"], &[]);
+    let (code, out, _) = policy(&url, &["unset", "worker.claim_batch_size"], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("(source=default)"), "{out}");
-    let (_, out, _) = policy(&url, &["get", "worker.max_retries", "--json"], &[]);
+    let (_, out, _) = policy(&url, &["get", "worker.claim_batch_size", "--json"], &[]);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((r["source"].as_str(), r["admin_version"].as_i64()), (Some("default"), Some(2)));
+    // A key that needs review: `set` opens a change request and changes nothing yet.
+    let (code, out, err) = policy(&url, &["set", "worker.max_retries", "7"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("opened change request 1: worker.max_retries"), "{out}");
+    let (_, out, _) = policy(&url, &["get", "worker.max_retries"], &[]);
+    assert!(out.contains("effective=3 (source=default)"), "{out}");
     t.finish().await;
 });
 

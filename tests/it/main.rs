@@ -7,6 +7,7 @@
 mod helpers;
 
 mod auth;
+mod change_sets;
 mod cli;
 mod layers;
 mod policy_store;
