@@ -23,14 +23,21 @@ pub fn ErrorText(error: AppError) -> impl IntoView {
     view! { <p class="error" role="alert" data-render-error="">{error.to_string()}</p> }
 }
 
-/// The outcome of a form: what an action returned, or else what a form posted without
-/// JavaScript carried back in the address (`notice`, `msg`; `notice=error` for a refusal).
-/// `action` gives `(succeeded, sentence)`.
+/// The outcome of a form: what an action returned, or else (with `from_address`) what a form
+/// posted without JavaScript carried back in the address (`notice`, `msg`; `notice=error` for
+/// a refusal). `action` gives `(succeeded, sentence)`.
 #[component]
-pub fn FormOutcome(action: Signal<Option<(bool, String)>>, testid: &'static str) -> impl IntoView {
+pub fn FormOutcome(
+    action: Signal<Option<(bool, String)>>,
+    testid: &'static str,
+    #[prop(optional)] from_address: bool,
+) -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     let outcome = move || {
         action.get().or_else(|| {
+            if !from_address {
+                return None;
+            }
             let q = query.read();
             let (notice, msg) = (q.get("notice")?, q.get("msg").unwrap_or_default());
             Some((notice != "error", msg))

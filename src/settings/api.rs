@@ -4,7 +4,9 @@
 
 use leptos::prelude::*;
 
-use super::types::{AuditPage, DecisionOutcome, PolicyPage, RequestsPage, RestoreOutcome, RevisionsPage, SaveOutcome};
+use super::types::{
+    ApplyOutcome, AuditPage, DecisionOutcome, PolicyPage, RequestsPage, RestoreOutcome, RevisionsPage, SaveOutcome,
+};
 use crate::error::AppError;
 
 #[server(endpoint = "settings_data")]
@@ -120,6 +122,44 @@ pub async fn pin_policy(
     }
     let result = store.pin(&actor, &key, expected_version, reason.as_deref()).await;
     finish(key, result, return_to)
+}
+
+/// Applies edits staged on the page as one change set with one reason (a change request when
+/// one of them needs review). `changes` is a JSON list of `{key, text, expected_version}`.
+#[server(endpoint = "apply_changes")]
+pub async fn apply_changes(changes: String, reason: Option<String>) -> Result<ApplyOutcome, AppError> {
+    use super::types::StagedChange;
+    use crate::policy::change_set::{
+        ChangeSet, ChangeSetKind, ChangeSetOutcome, KeyChange, Proposal, Target, MAX_CHANGES,
+    };
+
+    let (store, actor) = superuser_actor()?;
+    let staged: Vec<StagedChange> = serde_json::from_str(&changes).map_err(|e| {
+        AppError::invalid("changes", format!("must be a JSON list of {{key, text, expected_version}}: {e}"))
+    })?;
+    if staged.is_empty() || staged.len() > MAX_CHANGES {
+        return Err(AppError::invalid(
+            "changes",
+            format!("must hold 1 to {MAX_CHANGES} changes, got {}", staged.len()),
+        ));
+    }
+    let set = ChangeSet {
+        reason,
+        changes: staged
+            .into_iter()
+            .map(|c| KeyChange { key: c.key, target: Target::Text(c.text), expected_version: Some(c.expected_version) })
+            .collect(),
+        expected_revision: None,
+    };
+    Ok(match store.propose(&actor, &set, ChangeSetKind::Apply).await {
+        Ok(Proposal::Applied(ChangeSetOutcome::Applied { revision, lines, .. })) => {
+            ApplyOutcome::Applied { revision, keys: lines.len() }
+        }
+        Ok(Proposal::Applied(_)) => ApplyOutcome::Unchanged,
+        Ok(Proposal::Requested { id, .. }) => ApplyOutcome::Requested { id },
+        Err(e @ (AppError::Field { .. } | AppError::Conflict(_))) => ApplyOutcome::Refused(e.to_string()),
+        Err(e) => return Err(e),
+    })
 }
 
 /// The policy revisions, and the comparison the address asks for: revision `rev` or run

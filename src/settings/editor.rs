@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use super::api::{PinPolicy, ResetPolicy, RevertPolicy, SavePolicy};
 use super::controls::{control, draft_text, error_id};
 use super::history::{HistoryList, ValueChart};
-use super::types::{PolicyPage, SaveOutcome, Section};
+use super::types::{PolicyPage, SaveOutcome, Section, StagedChange};
 use super::EditorState;
 use crate::error::AppError;
 use crate::paths::key_anchor;
@@ -108,6 +108,7 @@ pub fn KeyEditor(
     let layers = resolved.layers.clone();
     let warnings = resolved.warnings.clone();
     let provenance = resolved.provenance_short();
+    let stage_from = provenance.clone();
     let changed = resolved
         .updated_by
         .clone()
@@ -140,6 +141,18 @@ pub fn KeyEditor(
                             </span>
                         }
                     })}
+                {move || {
+                    state
+                        .staged
+                        .with(|s| s.iter().find(|c| c.key == key).map(|c| truncate(&c.text, 40)))
+                        .map(|text| {
+                            view! {
+                                <span class="badge badge--unsaved" data-testid=testid("staged")>
+                                    {format!("Staged: {text}")}
+                                </span>
+                            }
+                        })
+                }}
                 <Show when=move || dirty.get()>
                     <span class="badge badge--unsaved" data-testid=testid("unsaved")>
                         "Unsaved changes"
@@ -220,6 +233,28 @@ pub fn KeyEditor(
                     <button type="submit" class="button" disabled=move || disabled || pending.get() data-testid=testid("save")>
                         "Save"
                     </button>
+                    <Show when=move || state.hydrated.get()>
+                        <button
+                            type="button"
+                            class="button button--secondary"
+                            title="Add this edit to the pending changes, applied later with others as one change set"
+                            disabled=move || disabled || pending.get()
+                            data-testid=testid("stage")
+                            on:click={
+                                let from = stage_from.clone();
+                                move |_| {
+                                    state.stage(StagedChange {
+                                        key: key.to_string(),
+                                        text: draft.get_untracked(),
+                                        expected_version: version,
+                                        from: from.clone(),
+                                    })
+                                }
+                            }
+                        >
+                            "Stage"
+                        </button>
+                    </Show>
                 </div>
             </ActionForm>
             <div class="key__outcome" id=error_id(key)>

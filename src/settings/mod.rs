@@ -9,6 +9,7 @@ mod history;
 mod provider_table;
 mod requests;
 mod revisions;
+mod staging;
 pub mod types;
 
 #[cfg(feature = "ssr")]
@@ -27,7 +28,8 @@ use self::audit_log::{AuditLog, AuditRows};
 use self::editor::KeyEditor;
 use self::requests::{Requests, RequestsData};
 use self::revisions::{Revisions, RevisionsData};
-use self::types::{PolicyPage, SaveOutcome, Section};
+use self::staging::PendingChanges;
+use self::types::{PolicyPage, SaveOutcome, Section, StagedChange};
 use crate::error::AppError;
 use crate::policy::parse::model_choices;
 use crate::policy::registry::{keys, keys_in, spec, Category, Layer};
@@ -39,17 +41,34 @@ use crate::ui::ErrorText;
 pub struct EditorState {
     pub drafts: RwSignal<HashMap<String, String>>,
     pub outcomes: RwSignal<HashMap<String, Result<SaveOutcome, String>>>,
+    /// Edits staged across categories, applied together as one change set.
+    pub staged: RwSignal<Vec<StagedChange>>,
+    /// Whether the page has hydrated: staging needs JavaScript, so its buttons wait for it.
+    pub hydrated: RwSignal<bool>,
 }
 
 impl EditorState {
     pub fn any_unsaved(&self) -> bool {
-        !self.drafts.with(|d| d.is_empty())
+        !self.drafts.with(|d| d.is_empty()) || !self.staged.with(|s| s.is_empty())
+    }
+
+    /// Stages `change`, replacing an earlier staged edit of the same key.
+    pub fn stage(&self, change: StagedChange) {
+        self.staged.update(|list| match list.iter_mut().find(|c| c.key == change.key) {
+            Some(c) => *c = change,
+            None => list.push(change),
+        });
     }
 }
 
 pub fn provide_editor_state() {
     if use_context::<EditorState>().is_none() {
-        provide_context(EditorState { drafts: RwSignal::new(HashMap::new()), outcomes: RwSignal::new(HashMap::new()) });
+        provide_context(EditorState {
+            drafts: RwSignal::new(HashMap::new()),
+            outcomes: RwSignal::new(HashMap::new()),
+            staged: RwSignal::new(Vec::new()),
+            hydrated: RwSignal::new(false),
+        });
     }
 }
 
@@ -108,6 +127,7 @@ pub fn SettingsPage() -> impl IntoView {
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = editor;
+    Effect::new(move |_| editor.hydrated.set(true));
 
     let nav_data = data;
     view! {
@@ -154,6 +174,7 @@ pub fn SettingsPage() -> impl IntoView {
                 </ul>
             </nav>
             <section class="detail-panel" data-testid="detail-panel">
+                <PendingChanges data=data />
                 {move || match section.get() {
                     None => {
                         view! {

@@ -49,7 +49,7 @@ pub fn Requests(
         None => None,
     });
     view! {
-        <FormOutcome action=outcome testid="decision-outcome" />
+        <FormOutcome action=outcome testid="decision-outcome" from_address=true />
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {

@@ -59,7 +59,7 @@ pub fn Revisions() -> impl IntoView {
     });
 
     view! {
-        <FormOutcome action=outcome testid="restore-outcome" />
+        <FormOutcome action=outcome testid="restore-outcome" from_address=true />
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {

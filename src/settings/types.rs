@@ -131,6 +131,51 @@ pub struct RevisionsPage {
     pub error: Option<String>,
 }
 
+/// An edit staged on the settings page, to be applied with the others as one change set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StagedChange {
+    pub key: String,
+    /// The value as typed (the control's text form).
+    pub text: String,
+    /// The key's admin version when it was staged.
+    pub expected_version: i64,
+    /// What was in force when it was staged (`effective=… (source=…)`), for the list.
+    #[serde(default)]
+    pub from: String,
+}
+
+/// What applying the staged edits did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ApplyOutcome {
+    Applied {
+        revision: i64,
+        keys: usize,
+    },
+    /// A staged key needs review: change request `id` holds them all.
+    Requested {
+        id: i64,
+    },
+    Unchanged,
+    Refused(String),
+}
+
+impl ApplyOutcome {
+    /// Whether it succeeded, and the sentence the page shows.
+    pub fn sentence(&self) -> (bool, String) {
+        match self {
+            ApplyOutcome::Applied { revision, keys } => {
+                (true, format!("Applied {keys} change(s) as one change set, now revision {revision}."))
+            }
+            ApplyOutcome::Requested { id } => (
+                true,
+                format!("Change request {id} opened: a staged key needs a second superuser, so all of them wait."),
+            ),
+            ApplyOutcome::Unchanged => (true, "Nothing to apply: every staged value is already in force.".into()),
+            ApplyOutcome::Refused(m) => (false, m.clone()),
+        }
+    }
+}
+
 /// What a restore did, for the page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RestoreOutcome {

@@ -239,6 +239,14 @@ const SERVER_FN_CASES: &[Case] = &[
     },
     Case { path: "/api/policy_revisions", body: "rev=1", anonymous: 401, member: 403, superuser: 200 },
     Case { path: "/api/change_requests", body: "", anonymous: 401, member: 403, superuser: 200 },
+    // Out of bounds: refused, nothing written.
+    Case {
+        path: "/api/apply_changes",
+        body: "changes=%5B%7B%22key%22%3A%22worker.claim_batch_size%22%2C%22text%22%3A%22500%22%2C%22expected_version%22%3A0%7D%5D",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
     Case {
         path: "/api/decide_request",
         body: "id=999&decision=approve&comment=ok",

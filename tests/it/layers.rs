@@ -78,6 +78,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("settings::provider_table", 5),
     ("settings::requests", 5),
     ("settings::revisions", 5),
+    ("settings::staging", 5),
     ("app", 6),
     ("web", 7),
     ("web::headers", 7),
