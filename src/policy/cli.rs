@@ -66,6 +66,9 @@ pub enum PolicyCommand {
     Request {
         #[arg(value_name = "FILE")]
         file: String,
+        /// Replace the changes of your own open request ID instead (after it went stale, say).
+        #[arg(long, value_name = "ID")]
+        edit: Option<i64>,
     },
     /// The change requests: open ones first, then the latest decided.
     Requests {
@@ -207,8 +210,12 @@ pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, AppE
             }
             Ok(store.propose(&Actor::cli(), &set, ChangeSetKind::Apply).await?.text())
         }
-        PolicyCommand::Request { file } => {
+        PolicyCommand::Request { file, edit } => {
             let set = read_change_set(&file)?;
+            if let Some(id) = edit {
+                store.edit_request(&Actor::cli(), id, &set).await?;
+                return Ok(format!("edited change request {id}; it waits for another superuser's approval\n"));
+            }
             Ok(store.propose_with(&Actor::cli(), &set, ChangeSetKind::Apply, true).await?.text())
         }
         PolicyCommand::Requests { json } => {

@@ -133,6 +133,22 @@ pub(super) async fn record_approval(
     add_event(tx, approval.request_id, "applied", approver, now, None).await
 }
 
+/// What is approved is exactly what was shown: each change as the admin value it makes, against
+/// the version it was made at (a pin becomes the value it pinned).
+fn approvable(lines: &[super::change_set::DiffLine]) -> Vec<KeyChange> {
+    lines
+        .iter()
+        .map(|l| KeyChange {
+            key: l.key.clone(),
+            target: match &l.to_admin {
+                Some(v) => Target::Value(v.clone()),
+                None => Target::Reset,
+            },
+            expected_version: Some(l.version - 1),
+        })
+        .collect()
+}
+
 const REQUEST_COLUMNS: &str =
     "id, author_id, author_email, created_at, reason, kind, restored_revision, restored_run, \
      changes, status, version, decided_by, decided_at, decision_comment";
@@ -201,19 +217,7 @@ impl PolicyStore {
         if reviewed.is_empty() {
             return Ok(Proposal::Applied(self.apply_change_set(actor, set, kind, false).await?));
         }
-        // What is approved is exactly what was shown: each change as the admin value it makes,
-        // against the version it was made at.
-        let changes: Vec<KeyChange> = lines
-            .iter()
-            .map(|l| KeyChange {
-                key: l.key.clone(),
-                target: match &l.to_admin {
-                    Some(v) => Target::Value(v.clone()),
-                    None => Target::Reset,
-                },
-                expected_version: Some(l.version - 1),
-            })
-            .collect();
+        let changes = approvable(&lines);
         let keys: Vec<String> = changes.iter().filter(|c| reviewed.contains(&c.key)).map(|c| c.key.clone()).collect();
         let (restored_revision, restored_run) = match kind {
             ChangeSetKind::Apply => (None, None),
@@ -356,6 +360,51 @@ impl PolicyStore {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Replaces the changes and reason of the author's own open request `id` (for instance after
+    /// it went stale), judged and recorded as when it was made. Any decision in flight on the
+    /// old content is refused (the request's version moves on).
+    pub async fn edit_request(&self, actor: &Actor, id: i64, set: &ChangeSet) -> Result<(), AppError> {
+        let request = self.request(id).await?;
+        if !same_person(request.author_id, &request.author_email, actor) {
+            return Err(AppError::Forbidden(format!("only its author may edit change request {id}")));
+        }
+        if request.status != RequestStatus::Open {
+            return Err(AppError::Conflict(format!("change request {id} is {} already", request.status.as_str())));
+        }
+        let lines = match self.apply_change_set(actor, set, request.kind, true).await? {
+            ChangeSetOutcome::Preview { lines } => lines,
+            _ => {
+                return Err(AppError::invalid(
+                    "changes",
+                    "would change nothing: every value is already in force (withdraw the request instead)",
+                ))
+            }
+        };
+        let changes_json = serde_json::to_value(approvable(&lines))
+            .map_err(|e| AppError::Internal(format!("cannot write the request's changes: {e}")))?;
+        let now = format_ts(Utc::now());
+        let mut tx = self.db.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE policy_change_requests SET changes = $1, reason = $2, version = version + 1
+             WHERE id = $3 AND status = 'open' AND version = $4",
+        )
+        .bind(canonical_json(&changes_json))
+        .bind(set.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_string))
+        .bind(id)
+        .bind(request.version)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(AppError::Conflict(format!(
+                "change request {id} changed while it was being edited; reload it"
+            )));
+        }
+        add_event(&mut tx, id, "edited", actor, &now, None).await?;
+        tx.commit().await?;
+        self.db.metrics.inc("policy_change_requests_total", &[("step", "edited")]);
+        Ok(())
     }
 
     /// Rejects request `id`, with a comment saying why; never by its author.

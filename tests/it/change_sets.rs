@@ -454,9 +454,19 @@ on_both_backends!(a_stale_request_is_refused_and_says_what_changed, |t| {
     assert!(e.to_string().contains("stale") && e.to_string().contains("worker.max_retries was changed by bob"), "{e}");
     assert_eq!(s.resolve_key("worker.max_retries").await.unwrap().value, json!(4));
     assert_eq!(events(&t, id).await, vec!["requested", "stale"]);
-    // Its author withdraws it.
+    // Only its author edits it; edited against today's version, it applies.
+    let again = one("worker.max_retries", Target::Value(json!(6)), Some(1));
+    assert_eq!(s.edit_request(&bob(), id, &again).await.unwrap_err().status_code(), 403);
+    s.edit_request(&alice(), id, &again).await.unwrap();
+    assert!(matches!(&s.requests(5).await.unwrap()[0].preview, Some(Ok(lines)) if lines.len() == 1));
+    assert!(matches!(s.approve(&carol(), id, None).await.unwrap(), ChangeSetOutcome::Applied { .. }));
+    assert_eq!(s.resolve_key("worker.max_retries").await.unwrap().value, json!(6));
+    assert_eq!(events(&t, id).await, vec!["requested", "stale", "edited", "approved", "applied"]);
+    // A stale request can also be withdrawn by its author.
+    let id = request(&s, "worker.max_retries", json!(2)).await;
+    s.update(&bob(), "worker.max_retries", &json!(5), 2, None).await.unwrap();
     s.withdraw(&alice(), id, Some("superseded")).await.unwrap();
-    assert_eq!(events(&t, id).await, vec!["requested", "stale", "withdrawn"]);
+    assert_eq!(events(&t, id).await, vec!["requested", "withdrawn"]);
     // A request must be valid when made: a bad value opens nothing.
     let bad = one("worker.max_retries", Target::Value(json!(99)), None);
     assert_eq!(s.propose(&alice(), &bad, ChangeSetKind::Apply).await.unwrap_err().status_code(), 422);
