@@ -34,6 +34,12 @@ pub enum AppError {
     /// 409: the state changed under the caller (a lost claim, a stale version).
     #[error("{0}")]
     Conflict(String),
+    /// 412: a write whose `If-Match` names a version that is no longer current.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 428: a write that must name the version it was made against (`If-Match`) and did not.
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// 413: more than the server accepts in one request.
     #[error("{0}")]
     TooLarge(String),
@@ -124,6 +130,8 @@ impl AppError {
             AppError::Forbidden(_) => 403,
             AppError::NotFound(_) => 404,
             AppError::Conflict(_) => 409,
+            AppError::PreconditionFailed(_) => 412,
+            AppError::PreconditionRequired(_) => 428,
             AppError::TooLarge(_) => 413,
             AppError::TooManyRequests { .. } => 429,
             AppError::Unavailable(_) => 503,
@@ -164,6 +172,8 @@ impl AppError {
             AppError::Forbidden(m) => AppError::Forbidden(f(m)),
             AppError::NotFound(m) => AppError::NotFound(f(m)),
             AppError::Conflict(m) => AppError::Conflict(f(m)),
+            AppError::PreconditionFailed(m) => AppError::PreconditionFailed(f(m)),
+            AppError::PreconditionRequired(m) => AppError::PreconditionRequired(f(m)),
             AppError::TooLarge(m) => AppError::TooLarge(f(m)),
             AppError::TooManyRequests { message, retry_after_secs } => {
                 AppError::TooManyRequests { message: f(message), retry_after_secs }
@@ -233,6 +243,8 @@ impl From<Wire> for AppError {
             403 => AppError::Forbidden(m),
             404 => AppError::NotFound(m),
             409 => AppError::Conflict(m),
+            412 => AppError::PreconditionFailed(m),
+            428 => AppError::PreconditionRequired(m),
             413 => AppError::TooLarge(m),
             429 => AppError::TooManyRequests { message: m, retry_after_secs: w.retry_after.unwrap_or(1) },
             502..=504 => AppError::Unavailable(m),

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use runtime_policy::auth::cli::{TokenCommand, UserCommand};
+use runtime_policy::auth::cli::{ApiTokenCommand, TokenCommand, UserCommand};
 use runtime_policy::config::{Config, ConfigArgs};
 use runtime_policy::db::Db;
 use runtime_policy::error::{AppError, Exit};
@@ -48,6 +48,9 @@ enum Command {
     /// Manage the bearer tokens workers use for the API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage superusers' personal API tokens for /api/v1/policy.
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
     /// Create runs (each freezes the effective policy as its snapshot).
     #[command(subcommand)]
     Run(RunCommand),
@@ -170,6 +173,7 @@ async fn run(command: Command, config: Config) -> Result<String, AppError> {
         }
         Command::User(cmd) => runtime_policy::auth::cli::user(cmd, open).await,
         Command::Token(cmd) => runtime_policy::auth::cli::token(cmd, open).await,
+        Command::ApiToken(cmd) => runtime_policy::auth::cli::api_token(cmd, open).await,
         Command::Run(RunCommand::Create { blocks }) => {
             let blocks = runtime_policy::runs::cli::read_blocks(&blocks)?;
             runtime_policy::runs::cli::run(blocks, &PolicyStore::from_process_env(open().await?)).await

@@ -24,6 +24,8 @@ pub const AUDIT_EXPORT_JSON: &str = "/api/v1/audit/export.json";
 
 /// The worker API, as axum route templates.
 pub const API_RUNS: &str = "/api/v1/runs";
+pub const API_POLICY: &str = "/api/v1/policy";
+pub const API_POLICY_KEY: &str = "/api/v1/policy/{key}";
 pub const API_RUN_POLICY: &str = "/api/v1/runs/{id}/policy";
 pub const API_RUN_CLAIMS: &str = "/api/v1/runs/{id}/claims";
 pub const API_BLOCK_COMPLETE: &str = "/api/v1/runs/{id}/blocks/{uid}/complete";

@@ -1,4 +1,4 @@
-//! `runtime-policy user …` and `runtime-policy token …`.
+//! `runtime-policy user …`, `runtime-policy token …` and `runtime-policy api-token …`.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -42,6 +42,28 @@ pub enum TokenCommand {
     /// Revoke a worker token at once.
     Revoke { name: String },
     /// List the worker tokens (names and dates, never the tokens).
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiTokenCommand {
+    /// Create a personal API token for a superuser and print it once (only its hash is kept).
+    Create {
+        name: String,
+        /// The superuser it acts for.
+        #[arg(long, value_name = "EMAIL")]
+        user: String,
+        /// policy:read, policy:write, audit:read; repeat for several. Without any, read-only
+        /// (policy:read audit:read); policy:write brings policy:read.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Days until it stops working (1-3650); without it, it works until revoked.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<i64>,
+    },
+    /// Revoke an API token at once.
+    Revoke { name: String },
+    /// List the API tokens: owner, scopes, dates, last use (never the tokens).
     List,
 }
 
@@ -118,6 +140,49 @@ where
             .map(|t| {
                 let state = t.revoked_at.as_ref().map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into());
                 format!("{}\t{}\t{}\t{}\n", t.name, t.created_at, state, t.grant.describe())
+            })
+            .collect()),
+    }
+}
+
+pub async fn api_token<F, Fut>(cmd: ApiTokenCommand, open: F) -> Result<String, AppError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Db, AppError>>,
+{
+    use super::api_token::{create_api_token, list_api_tokens, revoke_api_token, ApiScope};
+    match cmd {
+        ApiTokenCommand::Create { name, user, scopes, expires_in_days } => {
+            let name = TokenName::parse(&name)?;
+            let email = Email::parse(&user).map_err(|e| e.map_message(|m| m.replacen("EMAIL", "--user", 1)))?;
+            let scopes = ApiScope::parse_list(&scopes)?;
+            let db = open().await?;
+            let owner = list_users(&db)
+                .await?
+                .into_iter()
+                .find(|r| r.user.email == email.as_str() && !r.disabled)
+                .map(|r| r.user)
+                .ok_or_else(|| AppError::invalid("--user", format!("no active user {}", email.as_str())))?;
+            let token = create_api_token(&db, &name, &owner, &scopes, expires_in_days).await?;
+            eprintln!("API token {} for {} created; it is shown only this once:", name.as_str(), owner.email);
+            Ok(format!("{token}\n"))
+        }
+        ApiTokenCommand::Revoke { name } => {
+            let name = TokenName::parse(&name)?;
+            revoke_api_token(&open().await?, &name).await?;
+            Ok(format!("revoked {}\n", name.as_str()))
+        }
+        ApiTokenCommand::List => Ok(list_api_tokens(&open().await?)
+            .await?
+            .iter()
+            .map(|t| {
+                let state = match (&t.revoked_at, &t.expires_at) {
+                    (Some(at), _) => format!("revoked {at}"),
+                    (None, Some(at)) => format!("expires {at}"),
+                    (None, None) => "active".into(),
+                };
+                let used = t.last_used_at.clone().unwrap_or_else(|| "never used".into());
+                format!("{}\t{}\t{}\t{}\t{state}\t{used}\n", t.name, t.owner, t.scopes, t.created_at)
             })
             .collect()),
     }

@@ -7,6 +7,8 @@ pub mod api;
 pub mod types;
 
 #[cfg(feature = "ssr")]
+pub mod api_token;
+#[cfg(feature = "ssr")]
 pub mod cli;
 #[cfg(feature = "ssr")]
 pub mod guard;

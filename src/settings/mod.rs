@@ -14,6 +14,8 @@ pub mod types;
 
 #[cfg(feature = "ssr")]
 pub mod export;
+#[cfg(feature = "ssr")]
+pub mod rest;
 
 use std::collections::HashMap;
 

@@ -66,6 +66,7 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         (paths::AUDIT_EXPORT_JSON, Method::GET, get(crate::settings::export::export_json)),
     ];
     routes.extend(crate::runs::http::routes());
+    routes.extend(crate::settings::rest::routes());
     routes
 }
 

@@ -302,6 +302,9 @@ const API_CASES: &[(&str, u16, u16, u16)] = &[
     (paths::API_RUN_CLAIMS, 401, 401, 401),
     (paths::API_BLOCK_COMPLETE, 401, 401, 401),
     (paths::API_BLOCK_FAIL, 401, 401, 401),
+    // The policy API: a bearer API token or a superuser's session (the literal `{key}` is no key).
+    (paths::API_POLICY, 401, 403, 200),
+    (paths::API_POLICY_KEY, 401, 403, 404),
 ];
 
 async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {

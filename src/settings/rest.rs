@@ -1,0 +1,262 @@
+//! `/api/v1/policy`: the policy as a versioned REST resource, for a personal API token
+//! (`Authorization: Bearer rpa_…`, acting for its owner with its scopes) or a superuser's
+//! session. Reads carry an `ETag`: the policy revision for the whole policy (`If-None-Match`
+//! gives 304), the key's admin version for one key. Writes need `If-Match` with that version
+//! (428 without it, 412 when it is stale, saying who changed the key, when and to what) and go
+//! through the same audited store as the page: one transaction with the audit row, and a change
+//! request (202) for a key that needs review. Errors are JSON `{error, field, status}`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put, MethodRouter};
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+
+use crate::auth::api_token::{verify_api_token, ApiCaller, ApiScope};
+use crate::auth::guard::require_superuser_of;
+use crate::auth::session::RequestUser;
+use crate::error::AppError;
+use crate::paths;
+use crate::policy::change_set::{ChangeSet, ChangeSetKind, ChangeSetOutcome, KeyChange, Proposal, Target};
+use crate::policy::registry::{spec, unknown_key};
+use crate::policy::resolve::Resolved;
+use crate::policy::store::{Actor, PolicyStore, WriteOutcome};
+use crate::state::AppState;
+
+pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
+    vec![
+        (paths::API_POLICY, Method::GET, get(read_policy)),
+        (paths::API_POLICY_KEY, Method::GET, get(read_key)),
+        (paths::API_POLICY_KEY, Method::PUT, put(write_key)),
+        (paths::API_POLICY_KEY, Method::DELETE, delete(reset_key)),
+    ]
+}
+
+/// The caller: a bearer API token when the request carries one, else the session's superuser.
+async fn caller(state: &AppState, headers: &HeaderMap, user: Option<&RequestUser>) -> Result<ApiCaller, AppError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return verify_api_token(&state.db, headers).await;
+    }
+    require_superuser_of(user).map(ApiCaller::session)
+}
+
+fn key_json(r: &Resolved) -> Value {
+    json!({
+        "key": r.key,
+        "effective": r.value,
+        "source": r.source,
+        "provenance": r.provenance(),
+        "version": r.admin_version,
+        "layers": r.layers,
+        "warnings": r.warnings,
+        "updated_by": r.updated_by,
+        "updated_at": r.updated_at,
+        "needs_review": spec(&r.key).is_some_and(|s| s.needs_review()),
+    })
+}
+
+fn with_etag(status: StatusCode, etag: String, body: Value) -> Response {
+    let mut res = (status, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// `GET /api/v1/policy`: every key; `ETag` is the policy revision.
+async fn read_policy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+) -> Result<Response, AppError> {
+    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
+    who.require(ApiScope::PolicyRead)?;
+    let (stamp, resolved) = state.policy.current().await?;
+    let etag = format!("\"r{}\"", stamp.revision);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if fresh {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(res);
+    }
+    let keys: Vec<Value> = resolved.iter().map(key_json).collect();
+    Ok(with_etag(StatusCode::OK, etag, json!({ "revision": stamp.revision, "keys": keys })))
+}
+
+fn known(key: &str) -> Result<(), AppError> {
+    match spec(key) {
+        Some(_) => Ok(()),
+        None => Err(AppError::NotFound(unknown_key(key).to_string())),
+    }
+}
+
+/// `GET /api/v1/policy/{key}`; `ETag` is the key's admin version.
+async fn read_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+) -> Result<Response, AppError> {
+    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
+    who.require(ApiScope::PolicyRead)?;
+    known(&key)?;
+    let r = state.policy.resolve_key(&key).await?;
+    Ok(with_etag(StatusCode::OK, format!("\"{}\"", r.admin_version), key_json(&r)))
+}
+
+/// The version `If-Match` names: `"3"`, `3` or `W/"3"`; 428 without it.
+fn if_match(headers: &HeaderMap) -> Result<i64, AppError> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Err(AppError::PreconditionRequired(
+            "If-Match is required: send the key's version from its ETag (GET /api/v1/policy/{key})".into(),
+        ));
+    };
+    let text = raw.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+        AppError::invalid("If-Match", format!("must be the key's version from its ETag, such as \"3\", got {text:?}"))
+    })
+}
+
+/// The body of a write: `{"value": …, "reason": "…"}` (`value` only for PUT).
+fn body_fields(body: &Bytes, needs_value: bool) -> Result<(Option<Value>, Option<String>), AppError> {
+    let doc: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| AppError::malformed("body", format!("is not valid JSON: {e}")))?
+    };
+    let Some(obj) = doc.as_object() else {
+        return Err(AppError::malformed("body", "must be a JSON object"));
+    };
+    if let Some(other) = obj.keys().find(|k| !["value", "reason"].contains(&k.as_str())) {
+        return Err(AppError::invalid(other, "is not a field here (expected value and reason)"));
+    }
+    let reason = match obj.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(AppError::invalid("reason", "must be a string")),
+    };
+    let value = obj.get("value").cloned();
+    if needs_value && value.is_none() {
+        return Err(AppError::invalid("value", "is required: the key's new value as JSON"));
+    }
+    Ok((value, reason))
+}
+
+/// A write's caller (with policy:write), checked before the key, then the version it names.
+async fn writer(
+    state: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+    user: Option<Extension<RequestUser>>,
+) -> Result<(ApiCaller, i64), AppError> {
+    let who = caller(state, headers, user.as_ref().map(|Extension(u)| u)).await?;
+    who.require(ApiScope::PolicyWrite)?;
+    known(key)?;
+    Ok((who, if_match(headers)?))
+}
+
+/// `PUT /api/v1/policy/{key}` `{value, reason}` with `If-Match`.
+async fn write_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let (who, version) = writer(&state, &key, &headers, user).await?;
+    let (value, reason) = body_fields(&body, true)?;
+    let target = Target::Value(value.unwrap_or(Value::Null));
+    change(&state.policy, &who, &key, target, version, reason).await
+}
+
+/// `DELETE /api/v1/policy/{key}` with `If-Match`: the admin value removed (a reset).
+async fn reset_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let (who, version) = writer(&state, &key, &headers, user).await?;
+    let (_, reason) = body_fields(&body, false)?;
+    change(&state.policy, &who, &key, Target::Reset, version, reason).await
+}
+
+/// One key's change, exactly as from the page: applied in one transaction with its audit row,
+/// or a change request (202) for a key that needs review.
+async fn change(
+    store: &PolicyStore,
+    who: &ApiCaller,
+    key: &str,
+    target: Target,
+    version: i64,
+    reason: Option<String>,
+) -> Result<Response, AppError> {
+    let actor = Actor { id: Some(who.user.id), email: who.actor_name() };
+    let reviewed = spec(key).is_some_and(|s| s.needs_review());
+    let outcome =
+        if reviewed {
+            let now = store.resolve_key(key).await?;
+            if now.admin_version != version {
+                return Err(stale(store, key, version).await);
+            }
+            let set = ChangeSet {
+                reason,
+                changes: vec![KeyChange { key: key.to_string(), target, expected_version: Some(version) }],
+                expected_revision: None,
+            };
+            match store.propose(&actor, &set, ChangeSetKind::Apply).await? {
+                Proposal::Requested { id, .. } => return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(json!({
+                        "change_request": id,
+                        "status": "open",
+                        "message": format!("{key} needs a second superuser: change request {id} waits for approval"),
+                    })),
+                )
+                    .into_response()),
+                Proposal::Applied(ChangeSetOutcome::Applied { .. }) => {
+                    WriteOutcome::Changed { version: 0, revision: 0, audit_id: 0 }
+                }
+                Proposal::Applied(_) => WriteOutcome::Unchanged,
+            }
+        } else {
+            match target {
+                Target::Value(v) => store.update(&actor, key, &v, version, reason.as_deref()).await?,
+                _ => store.reset(&actor, key, version, reason.as_deref()).await?,
+            }
+        };
+    match outcome {
+        WriteOutcome::Conflict(_) => Err(stale(store, key, version).await),
+        WriteOutcome::Changed { .. } | WriteOutcome::Unchanged => {
+            let r = store.resolve_key(key).await?;
+            let changed = !matches!(outcome, WriteOutcome::Unchanged);
+            let mut body = key_json(&r);
+            body["changed"] = json!(changed);
+            Ok(with_etag(StatusCode::OK, format!("\"{}\"", r.admin_version), body))
+        }
+    }
+}
+
+/// 412: the key is no longer at `version`; says who changed it, when and to what.
+async fn stale(store: &PolicyStore, key: &str, version: i64) -> AppError {
+    match store.resolve_key(key).await {
+        Ok(r) => AppError::PreconditionFailed(format!(
+            "{key} is at version {}, not {version}: changed by {} at {} to {}",
+            r.admin_version,
+            r.updated_by.as_deref().unwrap_or("-"),
+            r.updated_at.as_deref().unwrap_or("-"),
+            r.provenance()
+        )),
+        Err(e) => e,
+    }
+}
