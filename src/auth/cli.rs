@@ -31,8 +31,9 @@ pub enum TokenCommand {
     /// Create a worker token and print it; it is stored only as a hash and never shown again.
     Create {
         name: String,
-        /// What it may do: runs:create, runs:work (claim, complete, fail), snapshot:read;
-        /// repeat for several. Without any, all three.
+        /// What it may do: runs:create, runs:work (claim, complete, fail), snapshot:read,
+        /// policy:read (today's baseline, for a service that enforces it); repeat for several.
+        /// Without any, the first three.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
         /// Bind the token to one run (it may not create runs then).

@@ -41,16 +41,23 @@ pub enum Scope {
     RunsWork,
     /// Read a run's policy snapshot.
     SnapshotRead,
+    /// Read today's effective baseline (`GET /api/v1/policy`), for a service that enforces it;
+    /// never write. Not part of the default grant.
+    PolicyRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::RunsCreate, Scope::RunsWork, Scope::SnapshotRead];
+    /// Every scope a token may be given.
+    pub const ALL: [Scope; 4] = [Scope::RunsCreate, Scope::RunsWork, Scope::SnapshotRead, Scope::PolicyRead];
+    /// What a token gets without `--scope`: everything a worker does.
+    pub const WORKER: [Scope; 3] = [Scope::RunsCreate, Scope::RunsWork, Scope::SnapshotRead];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::RunsCreate => "runs:create",
             Scope::RunsWork => "runs:work",
             Scope::SnapshotRead => "snapshot:read",
+            Scope::PolicyRead => "policy:read",
         }
     }
 
@@ -69,7 +76,7 @@ pub struct Grant {
 impl Grant {
     /// Everything a worker does, on any run: what tokens made before scopes keep.
     pub fn all() -> Grant {
-        Grant { scopes: Scope::ALL.to_vec(), run_id: None }
+        Grant { scopes: Scope::WORKER.to_vec(), run_id: None }
     }
 
     /// Scopes named on the command line (none: all of them), and an optional run.
@@ -77,14 +84,17 @@ impl Grant {
         let mut out = Vec::new();
         for raw in scopes {
             let s = Scope::parse(raw.trim()).ok_or_else(|| {
-                AppError::invalid("--scope", format!("must be runs:create, runs:work or snapshot:read, got \"{raw}\""))
+                AppError::invalid(
+                    "--scope",
+                    format!("must be runs:create, runs:work, snapshot:read or policy:read, got \"{raw}\""),
+                )
             })?;
             if !out.contains(&s) {
                 out.push(s);
             }
         }
         if out.is_empty() {
-            out = Scope::ALL.to_vec();
+            out = Scope::WORKER.to_vec();
         }
         out.sort();
         if let Some(id) = run_id.filter(|id| *id <= 0) {

@@ -295,6 +295,35 @@ pub struct ChangeRequest {
     pub preview: Option<Result<Vec<DiffLine>, String>>,
 }
 
+/// The admin layer as a document, for config as code: every key a superuser has set, with its
+/// value. Importing it makes the admin layer exactly this (keys not in it are reset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminExport {
+    /// Always `runtime-policy/admin-layer/v1`.
+    pub format: String,
+    /// The policy revision it was exported at.
+    pub revision: i64,
+    pub keys: std::collections::BTreeMap<String, Json>,
+}
+
+pub const EXPORT_FORMAT: &str = "runtime-policy/admin-layer/v1";
+
+impl AdminExport {
+    /// A document from its JSON, refusing another format or a key that is not a policy key
+    /// (values are judged by the store, like any change).
+    pub fn from_json(doc: &Json) -> Result<AdminExport, (String, String)> {
+        let export: AdminExport = serde_json::from_value(doc.clone())
+            .map_err(|e| ("document".to_string(), format!("is not an admin-layer export: {e}")))?;
+        if export.format != EXPORT_FORMAT {
+            return Err(("format".into(), format!("must be {EXPORT_FORMAT}, got \"{}\"", export.format)));
+        }
+        if let Some(k) = export.keys.keys().find(|k| super::registry::spec(k).is_none()) {
+            return Err((k.clone(), "is not a policy key; `runtime-policy policy list` shows them all".into()));
+        }
+        Ok(export)
+    }
+}
+
 /// One policy revision in the list of revisions: who, when, why, which keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RevisionSummary {

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::audit::{AuditFilter, AuditRow};
-use super::change_set::{ChangeRequest, ChangeSet, ChangeSetKind, KeyChange, Target};
+use super::change_set::{AdminExport, ChangeRequest, ChangeSet, ChangeSetKind, KeyChange, Target};
 use super::registry::{spec, unknown_key, Layer};
 use super::resolve::Resolved;
 use super::store::{Actor, PolicyStore, WriteOutcome};
@@ -93,6 +93,19 @@ pub enum PolicyCommand {
         id: i64,
         #[arg(long)]
         comment: Option<String>,
+    },
+    /// Print the admin layer as a JSON document (config as code).
+    Export,
+    /// Make the admin layer exactly a document from `policy export` (keys not in it are reset),
+    /// as one change set (a change request when a reviewed key changes).
+    Import {
+        #[arg(value_name = "FILE")]
+        file: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the diff and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// The policy revisions, newest first: who, when, why, which keys.
     Revisions {
@@ -240,6 +253,12 @@ pub async fn run(cmd: PolicyCommand, store: &PolicyStore) -> Result<String, AppE
             store.withdraw(&Actor::cli(), id, comment.as_deref()).await?;
             Ok(format!("withdrew change request {id}\n"))
         }
+        PolicyCommand::Export => json_out(&store.export_admin().await?).map(|t| t + "\n"),
+        PolicyCommand::Import { file, reason, dry_run } => {
+            let doc = read_json(&file)?;
+            let export = AdminExport::from_json(&doc).map_err(|(field, why)| AppError::invalid(&field, why))?;
+            Ok(store.import_admin(&Actor::cli(), &export, reason.as_deref(), dry_run).await?.text())
+        }
         PolicyCommand::Revisions { limit, json } => {
             let list = store.revisions(None, limit).await?;
             if json {
@@ -336,6 +355,12 @@ fn describe(r: &Resolved) -> String {
 
 /// A change set from a JSON file, or stdin for `-`.
 fn read_change_set(file: &str) -> Result<ChangeSet, AppError> {
+    let doc = read_json(file)?;
+    ChangeSet::from_json(&doc).map_err(|(field, why)| AppError::invalid(&field, why))
+}
+
+/// A JSON document from a file, or stdin for `-`.
+fn read_json(file: &str) -> Result<serde_json::Value, AppError> {
     let text = if file == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -344,9 +369,7 @@ fn read_change_set(file: &str) -> Result<ChangeSet, AppError> {
     } else {
         std::fs::read_to_string(file).map_err(|e| AppError::invalid("FILE", format!("cannot read {file}: {e}")))?
     };
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| AppError::invalid("FILE", format!("{file} is not JSON: {e}")))?;
-    ChangeSet::from_json(&doc).map_err(|(field, why)| AppError::invalid(&field, why))
+    serde_json::from_str(&text).map_err(|e| AppError::invalid("FILE", format!("{file} is not JSON: {e}")))
 }
 
 /// A change of a key that needs review, from `set`/`unset`/`pin`: a change request of one key

@@ -12,7 +12,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::audit::{AuditAction, AuditFilter, AuditRow, Conflict};
 use super::change_set::{
-    ChangeSet, ChangeSetKind, ChangeSetOutcome, DiffLine, KeyChange, Proposal, RevisionSummary, Target,
+    AdminExport, ChangeSet, ChangeSetKind, ChangeSetOutcome, DiffLine, KeyChange, Proposal, RevisionSummary, Target,
 };
 use super::parse::model_in_registry;
 use super::registry::{keys, spec, unknown_key, KeySpec};
@@ -840,6 +840,31 @@ impl PolicyStore {
         let targets = self.admin_layer_at(revision).await?.into_iter().map(|(k, e)| (k, e.value)).collect();
         let kind = ChangeSetKind::RestoreRevision(revision);
         self.restore(actor, &targets, kind, reason, expected_revision, dry_run).await
+    }
+
+    /// The admin layer as a document ([`AdminExport`]), read at one revision.
+    pub async fn export_admin(&self) -> Result<AdminExport, AppError> {
+        let mut tx = self.db.pool.begin().await?;
+        let revision = sqlx::query_scalar::<_, i64>("SELECT revision FROM policy_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let admin = load_admin(&mut *tx).await?;
+        tx.commit().await?;
+        let keys = admin.into_iter().filter_map(|(k, e)| e.value.map(|v| (k, v))).collect();
+        Ok(AdminExport { format: super::change_set::EXPORT_FORMAT.into(), revision, keys })
+    }
+
+    /// Makes the admin layer exactly `export`'s (keys not in it are reset) as one change set,
+    /// or a change request when a reviewed key would change; `dry_run` gives the diff.
+    pub async fn import_admin(
+        &self,
+        actor: &Actor,
+        export: &AdminExport,
+        reason: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Proposal, AppError> {
+        let targets = export.keys.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        self.restore(actor, &targets, ChangeSetKind::Apply, reason, None, dry_run).await
     }
 
     /// The newest policy revisions below `before` (all when `None`), newest first: who, when,

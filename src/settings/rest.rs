@@ -4,13 +4,17 @@
 //! gives 304), the key's admin version for one key. Writes need `If-Match` with that version
 //! (428 without it, 412 when it is stale, saying who changed the key, when and to what) and go
 //! through the same audited store as the page: one transaction with the audit row, and a change
-//! request (202) for a key that needs review. Errors are JSON `{error, field, status}`.
+//! request (202) for a key that needs review. Change sets, change requests and their
+//! decisions, revisions, the audit log, and the admin layer's export and import are here too.
+//! A worker token with the scope policy:read may read the baseline, never write. Errors are
+//! JSON `{error, field, status}`.
 
 use axum::body::Bytes;
+use axum::extract::Query;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
@@ -19,7 +23,7 @@ use crate::auth::guard::require_superuser_of;
 use crate::auth::session::RequestUser;
 use crate::error::AppError;
 use crate::paths;
-use crate::policy::change_set::{ChangeSet, ChangeSetKind, ChangeSetOutcome, KeyChange, Proposal, Target};
+use crate::policy::change_set::{AdminExport, ChangeSet, ChangeSetKind, ChangeSetOutcome, KeyChange, Proposal, Target};
 use crate::policy::registry::{spec, unknown_key};
 use crate::policy::resolve::Resolved;
 use crate::policy::store::{Actor, PolicyStore, WriteOutcome};
@@ -31,7 +35,203 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         (paths::API_POLICY_KEY, Method::GET, get(read_key)),
         (paths::API_POLICY_KEY, Method::PUT, put(write_key)),
         (paths::API_POLICY_KEY, Method::DELETE, delete(reset_key)),
+        (paths::API_POLICY_EXPORT, Method::GET, get(export)),
+        (paths::API_POLICY_IMPORT, Method::POST, post(import)),
+        (paths::API_POLICY_CHANGE_SETS, Method::POST, post(change_sets)),
+        (paths::API_POLICY_REQUESTS, Method::GET, get(requests)),
+        (paths::API_POLICY_REQUEST_DECISION, Method::POST, post(decide)),
+        (paths::API_POLICY_REVISIONS, Method::GET, get(revisions)),
+        (paths::API_POLICY_REVISION, Method::GET, get(revision)),
+        (paths::API_AUDIT, Method::GET, get(audit)),
     ]
+}
+
+/// The caller of a read: an API token or session with policy:read, or a worker token with
+/// policy:read (a service enforcing the baseline; it reads, never writes).
+async fn reader(state: &AppState, headers: &HeaderMap, user: Option<&RequestUser>) -> Result<(), AppError> {
+    if crate::auth::token::bearer_token(headers).is_some_and(|t| t.starts_with("rpw_")) {
+        let token = crate::auth::token::verify_worker_token(&state.db, headers).await?;
+        return token.require(crate::auth::token::Scope::PolicyRead, None);
+    }
+    caller(state, headers, user).await?.require(ApiScope::PolicyRead)
+}
+
+/// `?dry_run=true`, and the other query fields a handler reads.
+#[derive(serde::Deserialize, Default)]
+struct Params {
+    dry_run: Option<bool>,
+    before: Option<i64>,
+    limit: Option<i64>,
+    key: Option<String>,
+    actor: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn json_body(body: &Bytes) -> Result<Value, AppError> {
+    serde_json::from_slice(body).map_err(|e| AppError::malformed("body", format!("is not valid JSON: {e}")))
+}
+
+/// A proposal as the answer: 200 with the diff (applied, or a dry run), 202 with the request.
+fn proposal_answer(p: Proposal) -> Response {
+    match p {
+        Proposal::Requested { id, keys } => {
+            (StatusCode::ACCEPTED, Json(json!({ "change_request": id, "status": "open", "needs_review": keys })))
+                .into_response()
+        }
+        Proposal::Applied(ChangeSetOutcome::Applied { id, revision, lines }) => {
+            Json(json!({ "applied": true, "change_set": id, "revision": revision, "changes": lines })).into_response()
+        }
+        Proposal::Applied(ChangeSetOutcome::Preview { lines }) => {
+            Json(json!({ "applied": false, "dry_run": true, "changes": lines })).into_response()
+        }
+        Proposal::Applied(ChangeSetOutcome::Unchanged) => {
+            Json(json!({ "applied": false, "changes": [], "message": "every value is already in force" }))
+                .into_response()
+        }
+    }
+}
+
+fn actor_of(who: &ApiCaller) -> Actor {
+    Actor { id: Some(who.user.id), email: who.actor_name() }
+}
+
+/// `GET /api/v1/policy/export`: the admin layer as a document.
+async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+) -> Result<Response, AppError> {
+    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    Ok(Json(state.policy.export_admin().await?).into_response())
+}
+
+/// `POST /api/v1/policy/import[?dry_run=true]`: the admin layer made exactly the document's.
+async fn import(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
+    who.require(ApiScope::PolicyWrite)?;
+    let doc = json_body(&body)?;
+    let export = AdminExport::from_json(&doc).map_err(|(field, why)| AppError::invalid(&field, why))?;
+    let reason = Some("import");
+    let p = state.policy.import_admin(&actor_of(&who), &export, reason, q.dry_run.unwrap_or(false)).await?;
+    Ok(proposal_answer(p))
+}
+
+/// `POST /api/v1/policy/change-sets[?dry_run=true]`: a change set in its file form.
+async fn change_sets(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
+    who.require(ApiScope::PolicyWrite)?;
+    let set = ChangeSet::from_json(&json_body(&body)?).map_err(|(field, why)| AppError::invalid(&field, why))?;
+    let actor = actor_of(&who);
+    if q.dry_run.unwrap_or(false) {
+        let p = Proposal::Applied(state.policy.apply_change_set(&actor, &set, ChangeSetKind::Apply, true).await?);
+        return Ok(proposal_answer(p));
+    }
+    Ok(proposal_answer(state.policy.propose(&actor, &set, ChangeSetKind::Apply).await?))
+}
+
+/// `GET /api/v1/policy/change-requests`: open requests with their diff now, then decided ones.
+async fn requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+) -> Result<Response, AppError> {
+    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    Ok(Json(state.policy.requests(50).await?).into_response())
+}
+
+/// `POST /api/v1/policy/change-requests/{id}/approve|reject|withdraw` `{comment}`.
+async fn decide(
+    State(state): State<AppState>,
+    Path((id, decision)): Path<(String, String)>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
+    who.require(ApiScope::PolicyWrite)?;
+    let id: i64 = id.parse().ok().filter(|n| *n > 0).ok_or_else(|| AppError::invalid("id", "must be a request id"))?;
+    let comment = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match json_body(&body)?.get("comment") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(c)) => Some(c.clone()),
+            Some(_) => return Err(AppError::invalid("comment", "must be a string")),
+        }
+    };
+    // The person decides: a token acts for its owner, who must not be the author.
+    let actor = Actor { id: Some(who.user.id), email: who.user.email.clone() };
+    let store = &state.policy;
+    match decision.as_str() {
+        "approve" => Ok(proposal_answer(Proposal::Applied(store.approve(&actor, id, comment.as_deref()).await?))),
+        "reject" => {
+            store.reject(&actor, id, comment.as_deref()).await.map(|()| Json(store_request(id)).into_response())
+        }
+        "withdraw" => {
+            store.withdraw(&actor, id, comment.as_deref()).await.map(|()| Json(store_request(id)).into_response())
+        }
+        other => Err(AppError::NotFound(format!("no decision \"{other}\": approve, reject or withdraw"))),
+    }
+}
+
+fn store_request(id: i64) -> Value {
+    json!({ "change_request": id, "decided": true })
+}
+
+/// `GET /api/v1/policy/revisions?before=&limit=`.
+async fn revisions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+    Query(q): Query<Params>,
+) -> Result<Response, AppError> {
+    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    Ok(Json(state.policy.revisions(q.before, q.limit.unwrap_or(50)).await?).into_response())
+}
+
+/// `GET /api/v1/policy/revisions/{n}`: every key as it stood at revision `n`.
+async fn revision(
+    State(state): State<AppState>,
+    Path(n): Path<String>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+) -> Result<Response, AppError> {
+    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    let n: i64 = n.parse().map_err(|_| AppError::invalid("n", "must be a revision number"))?;
+    let keys: Vec<Value> = state.policy.resolve_at(n).await?.iter().map(key_json).collect();
+    Ok(Json(json!({ "revision": n, "keys": keys })).into_response())
+}
+
+/// `GET /api/v1/audit?key=&actor=&from=&to=&before=&limit=`: the audit log, newest first.
+async fn audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<Extension<RequestUser>>,
+    Query(q): Query<Params>,
+) -> Result<Response, AppError> {
+    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::AuditRead)?;
+    let filter = crate::policy::audit::AuditFilter::from_fields(
+        q.key,
+        q.actor,
+        q.from,
+        q.to,
+        q.before,
+        Some(q.limit.unwrap_or(100)),
+    );
+    Ok(Json(state.policy.history(&filter).await?).into_response())
 }
 
 /// The caller: a bearer API token when the request carries one, else the session's superuser.
@@ -72,8 +272,7 @@ async fn read_policy(
     headers: HeaderMap,
     user: Option<Extension<RequestUser>>,
 ) -> Result<Response, AppError> {
-    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
-    who.require(ApiScope::PolicyRead)?;
+    reader(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
     let (stamp, resolved) = state.policy.current().await?;
     let etag = format!("\"r{}\"", stamp.revision);
     let fresh = headers
@@ -105,8 +304,7 @@ async fn read_key(
     headers: HeaderMap,
     user: Option<Extension<RequestUser>>,
 ) -> Result<Response, AppError> {
-    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
-    who.require(ApiScope::PolicyRead)?;
+    reader(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
     known(&key)?;
     let r = state.policy.resolve_key(&key).await?;
     Ok(with_etag(StatusCode::OK, format!("\"{}\"", r.admin_version), key_json(&r)))

@@ -305,6 +305,15 @@ const API_CASES: &[(&str, u16, u16, u16)] = &[
     // The policy API: a bearer API token or a superuser's session (the literal `{key}` is no key).
     (paths::API_POLICY, 401, 403, 200),
     (paths::API_POLICY_KEY, 401, 403, 404),
+    (paths::API_POLICY_EXPORT, 401, 403, 200),
+    // An empty body is no document.
+    (paths::API_POLICY_IMPORT, 401, 403, 400),
+    (paths::API_POLICY_CHANGE_SETS, 401, 403, 400),
+    (paths::API_POLICY_REQUESTS, 401, 403, 200),
+    (paths::API_POLICY_REQUEST_DECISION, 401, 403, 422),
+    (paths::API_POLICY_REVISIONS, 401, 403, 200),
+    (paths::API_POLICY_REVISION, 401, 403, 422),
+    (paths::API_AUDIT, 401, 403, 200),
 ];
 
 async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {

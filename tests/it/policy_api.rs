@@ -198,3 +198,98 @@ on_both_backends!(sixteen_concurrent_api_writers_lose_no_update, |t| {
     assert_eq!(store.resolve_key("worker.claim_batch_size").await.unwrap().admin_version, 16);
     t.finish().await;
 });
+
+on_both_backends!(export_then_import_into_a_fresh_database_reproduces_the_policy, |t| {
+    use reqwest::Method;
+    let base = spawn_app(&t).await;
+    let api = Api { http: reqwest::Client::new(), base };
+    let root = user(&t, "root@example.com", Role::Superuser).await;
+    let reviewer = user(&t, "second@example.com", Role::Superuser).await;
+    let writer = token(&t, "ci", &root, &["policy:write", "audit:read"], None).await;
+    let approver = token(&t, "second", &reviewer, &["policy:write"], None).await;
+
+    // A change set through the API: plain keys apply at one revision.
+    let set = json!({"reason": "from the pipeline", "changes": [
+        {"key": "worker.claim_batch_size", "value": 40},
+        {"key": "upload.allowed_extensions", "value": ["pdf", "md"]},
+        {"key": "models.platform_default_temperature", "value": 0.55}
+    ]});
+    let (status, _, body) = api.call(Method::POST, "/api/v1/policy/change-sets?dry_run=true", &writer, &[], Some(set.clone())).await;
+    assert_eq!((status, body["dry_run"].as_bool()), (200, Some(true)), "{body}");
+    let (status, _, body) = api.call(Method::POST, "/api/v1/policy/change-sets", &writer, &[], Some(set)).await;
+    assert_eq!((status, body["changes"].as_array().map(Vec::len)), (200, Some(3)), "{body}");
+    // A reviewed key through the API: a request its owner's token cannot approve; another can.
+    let set = json!({"changes": [{"key": "worker.max_retries", "value": 5}]});
+    let (status, _, body) = api.call(Method::POST, "/api/v1/policy/change-sets", &writer, &[], Some(set)).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["change_request"].as_i64().unwrap();
+    let path = format!("/api/v1/policy/change-requests/{id}/approve");
+    assert_eq!(api.call(Method::POST, &path, &writer, &[], None).await.0, 403);
+    let (status, _, body) = api.call(Method::POST, &path, &approver, &[], Some(json!({"comment": "ok"}))).await;
+    assert_eq!((status, body["applied"].as_bool()), (200, Some(true)), "{body}");
+    let (_, _, list) = api.call(Method::GET, "/api/v1/policy/change-requests", &writer, &[], None).await;
+    assert_eq!(list[0]["status"], "applied", "{list}");
+    // Revisions and the audit log.
+    let (_, _, revs) = api.call(Method::GET, "/api/v1/policy/revisions", &writer, &[], None).await;
+    assert_eq!(revs.as_array().unwrap().len(), 2, "{revs}");
+    let (status, _, at) = api.call(Method::GET, "/api/v1/policy/revisions/1", &writer, &[], None).await;
+    assert_eq!(status, 200);
+    assert!(at["keys"].as_array().unwrap().iter().any(|k| k["key"] == "worker.max_retries" && k["effective"] == 3));
+    let (status, _, rows) = api.call(Method::GET, "/api/v1/audit?key=worker.max_retries", &writer, &[], None).await;
+    assert_eq!((status, rows.as_array().map(Vec::len)), (200, Some(1)), "{rows}");
+    assert_eq!(api.call(Method::GET, "/api/v1/audit", &approver, &[], None).await.0, 403, "no audit:read");
+
+    // Export, then import into a fresh database: the same policy, key by key.
+    let (status, _, doc) = api.call(Method::GET, "/api/v1/policy/export", &writer, &[], None).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["keys"].as_object().unwrap().len(), 4, "{doc}");
+    let exported = PolicyStore::new(t.db.clone(), HashMap::new()).resolve().await.unwrap();
+
+    let fresh = helpers::TestDb::new(t.url.backend).await;
+    let fresh_base = spawn_app(&fresh).await;
+    let fresh_api = Api { http: reqwest::Client::new(), base: fresh_base };
+    let a = user(&fresh, "root@example.com", Role::Superuser).await;
+    let b = user(&fresh, "second@example.com", Role::Superuser).await;
+    let fa = token(&fresh, "ci", &a, &["policy:write"], None).await;
+    let fb = token(&fresh, "second", &b, &["policy:write"], None).await;
+    let (status, _, body) = fresh_api.call(Method::POST, "/api/v1/policy/import?dry_run=true", &fa, &[], Some(doc.clone())).await;
+    assert_eq!((status, body["changes"].as_array().map(Vec::len)), (200, Some(4)), "{body}");
+    // worker.max_retries needs review: the import waits for the second superuser.
+    let (status, _, body) = fresh_api.call(Method::POST, "/api/v1/policy/import", &fa, &[], Some(doc.clone())).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["change_request"].as_i64().unwrap();
+    let path = format!("/api/v1/policy/change-requests/{id}/approve");
+    assert_eq!(fresh_api.call(Method::POST, &path, &fb, &[], None).await.0, 200);
+    let imported = PolicyStore::new(fresh.db.clone(), HashMap::new()).resolve().await.unwrap();
+    let view = |r: &[runtime_policy::policy::resolve::Resolved]| -> Vec<(String, Value, String)> {
+        r.iter().map(|r| (r.key.clone(), r.value.clone(), r.source.to_string())).collect()
+    };
+    assert_eq!(view(&imported), view(&exported));
+    // Importing it again changes nothing; a document of another format is refused.
+    let (status, _, body) = fresh_api.call(Method::POST, "/api/v1/policy/import", &fa, &[], Some(doc)).await;
+    assert_eq!((status, body["applied"].as_bool()), (200, Some(false)), "{body}");
+    let (status, _, body) =
+        fresh_api.call(Method::POST, "/api/v1/policy/import", &fa, &[], Some(json!({"format": "x", "revision": 1, "keys": {}}))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("format")), "{body}");
+    fresh.finish().await;
+    t.finish().await;
+});
+
+on_both_backends!(a_worker_token_with_policy_read_reads_the_baseline_and_never_writes, |t| {
+    use reqwest::Method;
+    use runtime_policy::auth::token::{create_token, Grant};
+    let base = spawn_app(&t).await;
+    let api = Api { http: reqwest::Client::new(), base };
+    let reader = Grant::parse(&["policy:read".into()], None).unwrap();
+    let service = create_token(&t.db, &TokenName::parse("uploads").unwrap(), &reader).await.unwrap();
+    let worker = create_token(&t.db, &TokenName::parse("worker").unwrap(), &Grant::all()).await.unwrap();
+    let (status, _, body) = api.call(Method::GET, "/api/v1/policy/upload.max_files_per_batch", &service, &[], None).await;
+    assert_eq!((status, body["effective"].as_i64()), (200, Some(20)), "{body}");
+    assert_eq!(api.call(Method::GET, "/api/v1/policy", &service, &[], None).await.0, 200);
+    // A worker token without the scope reads nothing; no worker token writes.
+    assert_eq!(api.call(Method::GET, "/api/v1/policy", &worker, &[], None).await.0, 403);
+    let put = Some(json!({"value": 30}));
+    let (status, _, _) = api.call(Method::PUT, "/api/v1/policy/upload.max_files_per_batch", &service, &[("if-match", "0")], put).await;
+    assert_eq!(status, 401);
+    t.finish().await;
+});
