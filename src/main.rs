@@ -48,6 +48,9 @@ enum Command {
     /// Manage the bearer tokens workers use for the API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage webhooks: endpoints told about policy changes, change requests and new runs.
+    #[command(subcommand)]
+    Webhook(runtime_policy::policy::cli::WebhookCommand),
     /// Manage superusers' personal API tokens for /api/v1/policy.
     #[command(subcommand)]
     ApiToken(ApiTokenCommand),
@@ -174,6 +177,9 @@ async fn run(command: Command, config: Config) -> Result<String, AppError> {
         Command::User(cmd) => runtime_policy::auth::cli::user(cmd, open).await,
         Command::Token(cmd) => runtime_policy::auth::cli::token(cmd, open).await,
         Command::ApiToken(cmd) => runtime_policy::auth::cli::api_token(cmd, open).await,
+        Command::Webhook(cmd) => {
+            runtime_policy::policy::cli::webhook(cmd, &PolicyStore::from_process_env(open().await?)).await
+        }
         Command::Run(RunCommand::Create { blocks }) => {
             let blocks = runtime_policy::runs::cli::read_blocks(&blocks)?;
             runtime_policy::runs::cli::run(blocks, &PolicyStore::from_process_env(open().await?)).await

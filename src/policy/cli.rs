@@ -146,6 +146,81 @@ pub enum PolicyCommand {
     },
 }
 
+/// `runtime-policy webhook …`: endpoints told about changes, and their delivery log.
+#[derive(Subcommand, Debug)]
+pub enum WebhookCommand {
+    /// Register an endpoint. Its secret (16 characters or more) is read from a file, never from
+    /// the command line; deliveries are signed with it (see the README).
+    Add {
+        url: String,
+        #[arg(long, value_name = "FILE")]
+        secret_file: std::path::PathBuf,
+        /// policy.changed, change_request.opened, change_request.decided, run.created; repeat
+        /// for several. Without any, all of them.
+        #[arg(long = "event", value_name = "EVENT")]
+        events: Vec<String>,
+    },
+    /// The endpoints (never their secrets).
+    List,
+    /// Stop sending to an endpoint.
+    Disable { id: i64 },
+    /// Queue a test delivery to an endpoint.
+    Test { id: i64 },
+    /// The newest deliveries: status, attempts, last answer or error.
+    Deliveries {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Send a delivery again.
+    Redeliver { delivery: i64 },
+}
+
+pub async fn webhook(cmd: WebhookCommand, store: &PolicyStore) -> Result<String, AppError> {
+    use super::webhooks::{add_webhook, deliveries, disable_webhook, list_webhooks, redeliver, send_test};
+    let db = &store.db;
+    match cmd {
+        WebhookCommand::Add { url, secret_file, events } => {
+            let secret = std::fs::read_to_string(&secret_file).map_err(|e| {
+                AppError::invalid("--secret-file", format!("cannot read {}: {e}", secret_file.display()))
+            })?;
+            let id = add_webhook(db, &url, secret.trim(), &events, &Actor::cli().email).await?;
+            Ok(format!("webhook {id} registered for {url}\n"))
+        }
+        WebhookCommand::List => Ok(list_webhooks(db)
+            .await?
+            .iter()
+            .map(|w| {
+                let state =
+                    w.disabled_at.as_ref().map(|at| format!("disabled {at}")).unwrap_or_else(|| "active".into());
+                format!("{}\t{}\t{}\t{}\t{state}\n", w.id, w.url, w.events, w.created_at)
+            })
+            .collect()),
+        WebhookCommand::Disable { id } => disable_webhook(db, id).await.map(|()| format!("webhook {id} disabled\n")),
+        WebhookCommand::Test { id } => {
+            send_test(db, id).await.map(|()| format!("test delivery queued for webhook {id}\n"))
+        }
+        WebhookCommand::Deliveries { limit } => Ok(deliveries(db, limit)
+            .await?
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}\twebhook {}\t{}\t{}\tattempts {}\t{}\t{}\n",
+                    d.id,
+                    d.webhook_id,
+                    d.event,
+                    d.status,
+                    d.attempts,
+                    d.last_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                    d.last_error.as_deref().map(escape_controls).unwrap_or_default()
+                )
+            })
+            .collect()),
+        WebhookCommand::Redeliver { delivery } => {
+            redeliver(db, delivery).await.map(|()| format!("delivery {delivery} queued again\n"))
+        }
+    }
+}
+
 fn json_out<T: serde::Serialize>(v: &T) -> Result<String, AppError> {
     serde_json::to_string_pretty(v).map_err(|e| AppError::Internal(format!("cannot write JSON: {e}")))
 }

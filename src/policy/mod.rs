@@ -21,6 +21,8 @@ pub mod instances;
 pub mod review;
 #[cfg(feature = "ssr")]
 pub mod store;
+#[cfg(feature = "ssr")]
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

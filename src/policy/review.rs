@@ -130,7 +130,12 @@ pub(super) async fn record_approval(
         )));
     }
     add_event(tx, approval.request_id, "approved", approver, now, approval.comment.as_deref()).await?;
-    add_event(tx, approval.request_id, "applied", approver, now, None).await
+    add_event(tx, approval.request_id, "applied", approver, now, None).await?;
+    let payload = serde_json::json!({
+        "request": approval.request_id, "decision": "approved", "by": approver.email,
+        "comment": approval.comment, "change_set": change_set_id,
+    });
+    super::webhooks::enqueue(tx, "change_request.decided", &payload).await
 }
 
 /// What is approved is exactly what was shown: each change as the admin value it makes, against
@@ -244,6 +249,8 @@ impl PolicyStore {
         .fetch_one(&mut *tx)
         .await?;
         add_event(&mut tx, id, "requested", actor, &now, None).await?;
+        let payload = serde_json::json!({ "request": id, "author": actor.email, "keys": keys, "reason": set.reason });
+        super::webhooks::enqueue(&mut tx, "change_request.opened", &payload).await?;
         tx.commit().await?;
         tracing::info!(request = id, actor = %actor.email, keys = ?keys, "change request opened");
         self.db.metrics.inc("policy_change_requests_total", &[("step", "requested")]);
@@ -458,6 +465,9 @@ impl PolicyStore {
             )));
         }
         add_event(&mut tx, request.id, status, actor, &now, comment).await?;
+        let payload =
+            serde_json::json!({ "request": request.id, "decision": status, "by": actor.email, "comment": comment });
+        super::webhooks::enqueue(&mut tx, "change_request.decided", &payload).await?;
         tx.commit().await?;
         self.db.metrics.inc("policy_change_requests_total", &[("step", status)]);
         tracing::info!(request = request.id, actor = %actor.email, status, "change request closed");

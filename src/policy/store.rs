@@ -606,6 +606,16 @@ impl PolicyStore {
             written.push(audit_id);
         }
 
+        // Told to webhooks by the outbox, in this same transaction.
+        let payload = serde_json::json!({
+            "revision": revision,
+            "change_set": change_set_id,
+            "actor": actor.email,
+            "reason": reason,
+            "changes": lines,
+            "audit_ids": written,
+        });
+        super::webhooks::enqueue(&mut tx, "policy.changed", &payload).await?;
         tx.commit().await?;
         for ((plan, _, _, version), _) in changed.iter().zip(&written) {
             tracing::info!(

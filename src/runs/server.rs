@@ -91,6 +91,10 @@ pub async fn create_run(store: &PolicyStore, creator: &Creator, blocks: &NewBloc
         }
         q.execute(&mut *tx).await?;
     }
+    let payload = serde_json::json!({
+        "run": id, "created_by": creator.label, "blocks": blocks.len(), "policy_revision": revision, "snapshot_sha256": sha,
+    });
+    crate::policy::webhooks::enqueue(&mut tx, "run.created", &payload).await?;
     tx.commit().await?;
     tracing::info!(run = id, by = %creator.label, blocks = blocks.len(), revision, "run created");
     store.db.metrics.inc("runs_created_total", &[]);

@@ -182,6 +182,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         tracing::warn!("no superuser yet: open the one-time setup address printed above, or use the CLI");
     }
     state.auth.sessions.spawn_cleanup();
+    crate::policy::webhooks::spawn_dispatcher(state.db.clone());
     let instance = Instance::register(&state.policy).await?;
     spawn_instance_heartbeat(instance.clone(), state.policy.clone());
     log_policy_warnings(&state.policy).await;

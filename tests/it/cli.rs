@@ -221,7 +221,7 @@ fn worker_tokens_are_printed_once_listed_and_revoked() {
     one_line_error(
         &run(&db, &["token", "create", "x", "--scope", "runs:delete"], ""),
         2,
-        "--scope: must be runs:create, runs:work or snapshot:read",
+        "--scope: must be runs:create, runs:work, snapshot:read or policy:read",
     );
     one_line_error(
         &run(&db, &["token", "create", "x", "--run", "3"], ""),

@@ -41,6 +41,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("policy::registry", 1),
     ("policy::resolve", 1),
     ("policy::review", 1),
+    ("policy::webhooks", 1),
     ("policy::store", 1),
     ("policy::tests", 1),
     ("policy::value", 1),

@@ -14,4 +14,5 @@ mod policy_api;
 mod policy_store;
 mod runs;
 mod skeleton;
+mod webhooks;
 mod worker_client;

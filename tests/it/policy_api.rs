@@ -214,7 +214,8 @@ on_both_backends!(export_then_import_into_a_fresh_database_reproduces_the_policy
         {"key": "upload.allowed_extensions", "value": ["pdf", "md"]},
         {"key": "models.platform_default_temperature", "value": 0.55}
     ]});
-    let (status, _, body) = api.call(Method::POST, "/api/v1/policy/change-sets?dry_run=true", &writer, &[], Some(set.clone())).await;
+    let (status, _, body) =
+        api.call(Method::POST, "/api/v1/policy/change-sets?dry_run=true", &writer, &[], Some(set.clone())).await;
     assert_eq!((status, body["dry_run"].as_bool()), (200, Some(true)), "{body}");
     let (status, _, body) = api.call(Method::POST, "/api/v1/policy/change-sets", &writer, &[], Some(set)).await;
     assert_eq!((status, body["changes"].as_array().map(Vec::len)), (200, Some(3)), "{body}");
@@ -252,7 +253,8 @@ on_both_backends!(export_then_import_into_a_fresh_database_reproduces_the_policy
     let b = user(&fresh, "second@example.com", Role::Superuser).await;
     let fa = token(&fresh, "ci", &a, &["policy:write"], None).await;
     let fb = token(&fresh, "second", &b, &["policy:write"], None).await;
-    let (status, _, body) = fresh_api.call(Method::POST, "/api/v1/policy/import?dry_run=true", &fa, &[], Some(doc.clone())).await;
+    let (status, _, body) =
+        fresh_api.call(Method::POST, "/api/v1/policy/import?dry_run=true", &fa, &[], Some(doc.clone())).await;
     assert_eq!((status, body["changes"].as_array().map(Vec::len)), (200, Some(4)), "{body}");
     // worker.max_retries needs review: the import waits for the second superuser.
     let (status, _, body) = fresh_api.call(Method::POST, "/api/v1/policy/import", &fa, &[], Some(doc.clone())).await;
@@ -268,8 +270,9 @@ on_both_backends!(export_then_import_into_a_fresh_database_reproduces_the_policy
     // Importing it again changes nothing; a document of another format is refused.
     let (status, _, body) = fresh_api.call(Method::POST, "/api/v1/policy/import", &fa, &[], Some(doc)).await;
     assert_eq!((status, body["applied"].as_bool()), (200, Some(false)), "{body}");
-    let (status, _, body) =
-        fresh_api.call(Method::POST, "/api/v1/policy/import", &fa, &[], Some(json!({"format": "x", "revision": 1, "keys": {}}))).await;
+    let (status, _, body) = fresh_api
+        .call(Method::POST, "/api/v1/policy/import", &fa, &[], Some(json!({"format": "x", "revision": 1, "keys": {}})))
+        .await;
     assert_eq!((status, body["field"].as_str()), (422, Some("format")), "{body}");
     fresh.finish().await;
     t.finish().await;
@@ -283,13 +286,15 @@ on_both_backends!(a_worker_token_with_policy_read_reads_the_baseline_and_never_w
     let reader = Grant::parse(&["policy:read".into()], None).unwrap();
     let service = create_token(&t.db, &TokenName::parse("uploads").unwrap(), &reader).await.unwrap();
     let worker = create_token(&t.db, &TokenName::parse("worker").unwrap(), &Grant::all()).await.unwrap();
-    let (status, _, body) = api.call(Method::GET, "/api/v1/policy/upload.max_files_per_batch", &service, &[], None).await;
+    let (status, _, body) =
+        api.call(Method::GET, "/api/v1/policy/upload.max_files_per_batch", &service, &[], None).await;
     assert_eq!((status, body["effective"].as_i64()), (200, Some(20)), "{body}");
     assert_eq!(api.call(Method::GET, "/api/v1/policy", &service, &[], None).await.0, 200);
     // A worker token without the scope reads nothing; no worker token writes.
     assert_eq!(api.call(Method::GET, "/api/v1/policy", &worker, &[], None).await.0, 403);
     let put = Some(json!({"value": 30}));
-    let (status, _, _) = api.call(Method::PUT, "/api/v1/policy/upload.max_files_per_batch", &service, &[("if-match", "0")], put).await;
+    let (status, _, _) =
+        api.call(Method::PUT, "/api/v1/policy/upload.max_files_per_batch", &service, &[("if-match", "0")], put).await;
     assert_eq!(status, 401);
     t.finish().await;
 });
