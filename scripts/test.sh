@@ -25,6 +25,15 @@ cargo test --features ssr -- --test-threads=1
 echo "[test] release build"
 scripts/build.sh --release
 
+echo "[test] the OpenAPI document validates"
+# openapi-spec-validator from PyPI, in a virtualenv under target/ (kept between runs).
+if [ ! -x target/py/bin/python ]; then
+  python3 -m venv target/py
+  target/py/bin/pip install --quiet "openapi-spec-validator==0.9.0"
+fi
+target/release/runtime-policy openapi > target/openapi.json
+target/py/bin/python -c 'import json; from openapi_spec_validator import validate; validate(json.load(open("target/openapi.json"))); print("valid OpenAPI 3.1")'
+
 echo "[test] Playwright"
 end2end/run.sh
 echo "[test] all tests passed"

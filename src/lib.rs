@@ -10,6 +10,8 @@ pub mod error;
 pub mod paths;
 
 #[cfg(feature = "ssr")]
+pub mod api_doc;
+#[cfg(feature = "ssr")]
 pub mod context;
 #[cfg(feature = "ssr")]
 pub mod metrics;

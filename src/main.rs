@@ -36,6 +36,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Print the OpenAPI 3.1 document of the /api/v1 routes (also served at /api/v1/openapi.json).
+    Openapi,
     /// Print the effective configuration (secrets hidden) and the policy's env layer with its
     /// warnings; exits non-zero when something is invalid.
     Config,
@@ -164,6 +166,11 @@ async fn run(command: Command, config: Config) -> Result<String, AppError> {
     match command {
         Command::Serve => runtime_policy::web::serve(config.clone()).await.map(|()| String::new()),
         Command::Config => Ok(String::new()),
+        Command::Openapi => {
+            serde_json::to_string_pretty(&runtime_policy::api_doc::document(&runtime_policy::web::api_docs()))
+                .map(|t| t + "\n")
+                .map_err(|e| AppError::Internal(format!("cannot write the document: {e}")))
+        }
         Command::Migrate => {
             open().await?;
             Ok("migrations applied\n".into())

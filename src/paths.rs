@@ -34,6 +34,7 @@ pub const API_POLICY_REQUEST_DECISION: &str = "/api/v1/policy/change-requests/{i
 pub const API_POLICY_REVISIONS: &str = "/api/v1/policy/revisions";
 pub const API_POLICY_REVISION: &str = "/api/v1/policy/revisions/{n}";
 pub const API_AUDIT: &str = "/api/v1/audit";
+pub const API_OPENAPI: &str = "/api/v1/openapi.json";
 pub const API_RUN_POLICY: &str = "/api/v1/runs/{id}/policy";
 pub const API_RUN_CLAIMS: &str = "/api/v1/runs/{id}/claims";
 pub const API_BLOCK_COMPLETE: &str = "/api/v1/runs/{id}/blocks/{uid}/complete";

@@ -44,6 +44,86 @@ where
     ]
 }
 
+/// What [`routes`] are, for the OpenAPI document.
+pub fn docs() -> Vec<crate::api_doc::RouteDoc> {
+    use crate::api_doc::{Caller, RouteDoc};
+    vec![
+        RouteDoc {
+            path: paths::API_RUNS,
+            method: Method::POST,
+            summary: "Create a run; the policy is snapshotted in the same transaction",
+            caller: Caller::Worker("runs:create"),
+            body: Some("{\"blocks\": [\"text\", …]}"),
+            responses: &[
+                (201, "{id, snapshot_sha256, policy_revision, block_count}"),
+                (400, "not JSON"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes"),
+                (413, "too large"),
+                (422, "a field that is not allowed"),
+            ],
+        },
+        RouteDoc {
+            path: paths::API_RUN_POLICY,
+            method: Method::GET,
+            summary: "A run's policy snapshot (ETag: its SHA-256; 304 on If-None-Match)",
+            caller: Caller::Worker("snapshot:read"),
+            body: None,
+            responses: &[
+                (200, "the snapshot"),
+                (304, "unchanged"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes or run"),
+                (404, "no such run"),
+            ],
+        },
+        RouteDoc {
+            path: paths::API_RUN_CLAIMS,
+            method: Method::POST,
+            summary: "Claim blocks of a run in block_index order, under a lease",
+            caller: Caller::Worker("runs:work"),
+            body: Some("{\"worker\": \"name\", \"lease_seconds\": 300}"),
+            responses: &[
+                (200, "{blocks, finished, snapshot_sha256}"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes or run"),
+                (404, "no such run"),
+                (422, "a field that is not allowed"),
+            ],
+        },
+        RouteDoc {
+            path: paths::API_BLOCK_COMPLETE,
+            method: Method::POST,
+            summary: "Complete a claimed block with its result",
+            caller: Caller::Worker("runs:work"),
+            body: Some("{\"worker\", \"attempt\", \"result\"}"),
+            responses: &[
+                (200, "{state: done}"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes or run"),
+                (404, "no such block"),
+                (409, "not held by this token at this attempt"),
+                (422, "a field that is not allowed"),
+            ],
+        },
+        RouteDoc {
+            path: paths::API_BLOCK_FAIL,
+            method: Method::POST,
+            summary: "Fail a claimed block (retried up to the snapshot's worker.max_retries)",
+            caller: Caller::Worker("runs:work"),
+            body: Some("{\"worker\", \"attempt\", \"error\"}"),
+            responses: &[
+                (200, "{state: pending or failed}"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes or run"),
+                (404, "no such block"),
+                (409, "not held by this token at this attempt"),
+                (422, "a field that is not allowed"),
+            ],
+        },
+    ]
+}
+
 /// The caller's token, checked before anything else is read, and the run it names, which
 /// the token must be allowed `scope` on.
 async fn worker_on_run(

@@ -46,6 +46,39 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     ]
 }
 
+/// What [`routes`] are, for the OpenAPI document.
+pub fn docs() -> Vec<crate::api_doc::RouteDoc> {
+    use crate::api_doc::{Caller, RouteDoc};
+    let doc =
+        |path, method, summary, caller, body, responses| RouteDoc { path, method, summary, caller, body, responses };
+    vec![
+        doc(paths::API_POLICY, Method::GET, "Every key: effective value, source, layers, warnings, version (ETag: the revision; 304 on If-None-Match)", Caller::PolicyReader, None,
+            &[(200, "{revision, keys}"), (304, "unchanged since the ETag"), (401, "no live credential"), (403, "lacks policy:read")]),
+        doc(paths::API_POLICY_KEY, Method::GET, "One key (ETag: its admin version)", Caller::PolicyReader, None,
+            &[(200, "the key"), (401, "no live credential"), (403, "lacks policy:read"), (404, "no such key")]),
+        doc(paths::API_POLICY_KEY, Method::PUT, "Set a key's admin value; If-Match with its version is required", Caller::Api("policy:write"), Some("{\"value\": …, \"reason\": \"…\"}"),
+            &[(200, "changed (or unchanged), with the new ETag"), (202, "a change request, for a key that needs review"), (400, "not JSON"), (401, "no live credential"), (403, "lacks policy:write"), (404, "no such key"), (412, "stale: who changed it, when, to what"), (422, "a value not allowed"), (428, "If-Match missing")]),
+        doc(paths::API_POLICY_KEY, Method::DELETE, "Reset a key (remove its admin value); If-Match with its version is required", Caller::Api("policy:write"), None,
+            &[(200, "reset (or already inherited)"), (202, "a change request, for a key that needs review"), (401, "no live credential"), (403, "lacks policy:write"), (404, "no such key"), (412, "stale: who changed it, when, to what"), (428, "If-Match missing")]),
+        doc(paths::API_POLICY_EXPORT, Method::GET, "The admin layer as a document (config as code)", Caller::Api("policy:read"), None,
+            &[(200, "{format, revision, keys}"), (401, "no live credential"), (403, "lacks policy:read")]),
+        doc(paths::API_POLICY_IMPORT, Method::POST, "Make the admin layer exactly a document's (?dry_run=true: the diff only)", Caller::Api("policy:write"), Some("a document from the export"),
+            &[(200, "applied, or the dry run's diff"), (202, "a change request, when a reviewed key changes"), (400, "not JSON"), (401, "no live credential"), (403, "lacks policy:write"), (409, "a key changed meanwhile"), (422, "not an export, or a value not allowed")]),
+        doc(paths::API_POLICY_CHANGE_SETS, Method::POST, "Apply a change set in one transaction (?dry_run=true: the diff only)", Caller::Api("policy:write"), Some("{\"reason\", \"changes\": [{\"key\", \"value\" | \"reset\": true | \"pin\": true, \"expected_version\"}]}"),
+            &[(200, "applied, or the dry run's diff"), (202, "a change request, when a reviewed key changes"), (400, "not JSON"), (401, "no live credential"), (403, "lacks policy:write"), (409, "a key changed since it was read: who, when, what"), (422, "every key that failed")]),
+        doc(paths::API_POLICY_REQUESTS, Method::GET, "Change requests: open ones with their diff now, then decided ones", Caller::Api("policy:read"), None,
+            &[(200, "the requests"), (401, "no live credential"), (403, "lacks policy:read")]),
+        doc(paths::API_POLICY_REQUEST_DECISION, Method::POST, "Approve (and apply), reject or withdraw a change request; decision is approve, reject or withdraw", Caller::Api("policy:write"), Some("{\"comment\": \"…\"} (required to reject)"),
+            &[(200, "decided; an approval answers the applied change set"), (401, "no live credential"), (403, "lacks policy:write, or the author approving or rejecting"), (404, "no such request or decision"), (409, "decided already, or stale: what changed"), (422, "a comment that is not allowed")]),
+        doc(paths::API_POLICY_REVISIONS, Method::GET, "Policy revisions, newest first (?before=&limit=)", Caller::Api("policy:read"), None,
+            &[(200, "who, when, why, which keys"), (401, "no live credential"), (403, "lacks policy:read")]),
+        doc(paths::API_POLICY_REVISION, Method::GET, "Every key as it stood at a revision", Caller::Api("policy:read"), None,
+            &[(200, "{revision, keys}"), (401, "no live credential"), (403, "lacks policy:read"), (404, "no such revision"), (422, "not a revision number")]),
+        doc(paths::API_AUDIT, Method::GET, "The audit log, newest first (?key=&actor=&from=&to=&before=&limit=)", Caller::Api("audit:read"), None,
+            &[(200, "audit rows with what was in force before and after"), (401, "no live credential"), (403, "lacks audit:read"), (422, "a filter that is not allowed")]),
+    ]
+}
+
 /// The caller of a read: an API token or session with policy:read, or a worker token with
 /// policy:read (a service enforcing the baseline; it reads, never writes).
 async fn reader(state: &AppState, headers: &HeaderMap, user: Option<&RequestUser>) -> Result<(), AppError> {

@@ -67,7 +67,47 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     ];
     routes.extend(crate::runs::http::routes());
     routes.extend(crate::settings::rest::routes());
+    routes.push((paths::API_OPENAPI, Method::GET, get(openapi)));
     routes
+}
+
+/// Every `/api/v1` route described, from the endpoint modules (`api_doc.rs`).
+pub fn api_docs() -> Vec<crate::api_doc::RouteDoc> {
+    let mut docs = crate::runs::http::docs();
+    docs.extend(crate::settings::rest::docs());
+    for (path, format) in [(paths::AUDIT_EXPORT_CSV, "CSV"), (paths::AUDIT_EXPORT_JSON, "JSON")] {
+        docs.push(crate::api_doc::RouteDoc {
+            path,
+            method: Method::GET,
+            summary: if format == "CSV" {
+                "The audit log as CSV (?key=&actor=&from=&to=), as the page downloads it"
+            } else {
+                "The audit log as JSON (?key=&actor=&from=&to=), as the page downloads it"
+            },
+            caller: crate::api_doc::Caller::Session,
+            body: None,
+            responses: &[
+                (200, "the rows"),
+                (401, "not signed in"),
+                (403, "not a superuser"),
+                (422, "a filter not allowed"),
+            ],
+        });
+    }
+    docs.push(crate::api_doc::RouteDoc {
+        path: paths::API_OPENAPI,
+        method: Method::GET,
+        summary: "This document",
+        caller: crate::api_doc::Caller::Public,
+        body: None,
+        responses: &[(200, "the OpenAPI 3.1 document")],
+    });
+    docs
+}
+
+/// `/api/v1/openapi.json`: public, it describes the API and holds nothing else.
+async fn openapi() -> impl IntoResponse {
+    axum::Json(crate::api_doc::document(&api_docs()))
 }
 
 /// `/`: each role's home (members cannot see the settings); anonymous visitors go to the

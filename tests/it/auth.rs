@@ -314,6 +314,8 @@ const API_CASES: &[(&str, u16, u16, u16)] = &[
     (paths::API_POLICY_REVISIONS, 401, 403, 200),
     (paths::API_POLICY_REVISION, 401, 403, 422),
     (paths::API_AUDIT, 401, 403, 200),
+    // It describes the API and holds nothing else.
+    (paths::API_OPENAPI, 200, 200, 200),
 ];
 
 async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {

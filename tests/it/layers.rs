@@ -24,6 +24,7 @@ const LAYER_NAMES: [&str; 8] = [
 /// Every module of `src/` and its layer (an index into [`LAYER_NAMES`]).
 const LAYERS: &[(&str, usize)] = &[
     ("paths", 0),
+    ("api_doc", 0),
     ("error", 0),
     ("context", 0),
     ("config", 0),

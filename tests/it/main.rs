@@ -10,6 +10,7 @@ mod auth;
 mod change_sets;
 mod cli;
 mod layers;
+mod openapi;
 mod policy_api;
 mod policy_store;
 mod runs;
