@@ -144,3 +144,108 @@ async fn a_change_made_by_a_process_that_is_gone_is_still_delivered() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("delivered"), "{}", String::from_utf8_lossy(&out.stdout));
     t.finish().await;
 }
+
+/// The README's walk-through against the real binary: a token from the CLI, a key changed with
+/// `If-Match`, the policy exported, and a signed webhook arriving from the server's own sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_flow_token_if_match_export_and_a_signed_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/flow.db", dir.path().display());
+    let bin = env!("CARGO_BIN_EXE_runtime-policy");
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(bin)
+            .env("DATABASE_URL", &db)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["user", "create", "root@example.com", "--role", "superuser"], "a long enough password\n");
+    let token = run(&["api-token", "create", "ci", "--user", "root@example.com", "--scope", "policy:write"], "");
+    let token = token.trim().to_string();
+    let (url, got) = receiver(0).await;
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    run(&["webhook", "add", &url, "--secret-file", secret.to_str().unwrap(), "--event", "policy.changed"], "");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = std::process::Command::new(bin)
+        .env("DATABASE_URL", &db)
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stopped however the test ends.
+    let server = Stop(server);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the server did not come up");
+    let key = format!("{base}/api/v1/policy/worker.claim_batch_size");
+    let res = http.get(&key).bearer_auth(&token).send().await.unwrap();
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    let res = http
+        .put(&key)
+        .bearer_auth(&token)
+        .header("if-match", &etag)
+        .header("content-type", "application/json")
+        .body(r#"{"value": 25, "reason": "bigger batches"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let export: Value =
+        http.get(format!("{base}/api/v1/policy/export")).bearer_auth(&token).send().await.unwrap().json_value().await;
+    assert_eq!(export["keys"]["worker.claim_batch_size"], 25);
+    // The server's sender delivers within a few seconds, signed.
+    let mut delivered = None;
+    for _ in 0..100 {
+        if let Some(first) = got.0.lock().unwrap().first().cloned() {
+            delivered = Some(first);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(server);
+    let (headers, body) = delivered.expect("no webhook arrived");
+    let sig = headers["x-runtime-policy-signature"].to_str().unwrap().to_string();
+    let t: i64 = sig.strip_prefix("t=").unwrap().split(',').next().unwrap().parse().unwrap();
+    assert_eq!(sig, signature(SECRET, t, &body));
+    assert!(body.contains("bigger batches"), "{body}");
+}
+
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        serde_json::from_str(&self.text().await.unwrap()).unwrap()
+    }
+}
