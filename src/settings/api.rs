@@ -2,10 +2,14 @@
 //! caller is a superuser first, then calls the store. Expected failures (a validation error, a
 //! conflict, a no-op) are data in the result, not errors.
 
+// A server function's arguments are its form's fields: integration_action takes nine.
+#![allow(clippy::too_many_arguments)]
+
 use leptos::prelude::*;
 
 use super::types::{
-    ApplyOutcome, AuditPage, DecisionOutcome, PolicyPage, RequestsPage, RestoreOutcome, RevisionsPage, SaveOutcome,
+    ApplyOutcome, AuditPage, DecisionOutcome, IntegrationOutcome, IntegrationsPage, PolicyPage, RequestsPage,
+    RestoreOutcome, RevisionsPage, SaveOutcome,
 };
 use crate::error::AppError;
 
@@ -361,6 +365,166 @@ pub async fn decide_request(
             DecisionOutcome::Refused(m) => ("error", m.as_str()),
         };
         redirect_with_notice(return_to.as_deref(), notice, msg);
+    }
+    Ok(outcome)
+}
+
+/// The integrations section's data: API tokens, webhooks and the newest deliveries.
+#[server(endpoint = "integrations_data")]
+pub async fn integrations_data() -> Result<IntegrationsPage, AppError> {
+    use super::types::{DeliveryView, TokenView, WebhookView};
+    let (store, _) = superuser_actor()?;
+    let db = &store.db;
+    let tokens = crate::auth::api_token::list_api_tokens(db)
+        .await?
+        .into_iter()
+        .map(|t| TokenView {
+            name: t.name,
+            owner: t.owner,
+            scopes: t.scopes,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            revoked_at: t.revoked_at,
+        })
+        .collect();
+    let webhooks = crate::policy::webhooks::list_webhooks(db)
+        .await?
+        .into_iter()
+        .map(|w| WebhookView {
+            id: w.id,
+            url: w.url,
+            events: w.events,
+            created_at: w.created_at,
+            disabled_at: w.disabled_at,
+        })
+        .collect();
+    let deliveries = crate::policy::webhooks::deliveries(db, 50)
+        .await?
+        .into_iter()
+        .map(|d| DeliveryView {
+            id: d.id,
+            webhook_id: d.webhook_id,
+            event: d.event,
+            status: d.status,
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at,
+            last_status: d.last_status,
+            last_error: d.last_error,
+        })
+        .collect();
+    Ok(IntegrationsPage { tokens, webhooks, deliveries })
+}
+
+/// One integrations action: `create_token` (name, scopes, days; the token is in the answer,
+/// once), `revoke_token` (name), `add_webhook` (url, secret, events), `disable_webhook`,
+/// `test_webhook` (id), `redeliver` (id).
+#[server(endpoint = "integration_action")]
+pub async fn integration_action(
+    action: String,
+    name: Option<String>,
+    scope_write: Option<String>,
+    scope_audit: Option<String>,
+    expires_in_days: Option<String>,
+    url: Option<String>,
+    secret: Option<String>,
+    events: Option<String>,
+    id: Option<i64>,
+) -> Result<IntegrationOutcome, AppError> {
+    use crate::auth::api_token::{create_api_token, revoke_api_token, ApiScope};
+    use crate::auth::token::TokenName;
+    use crate::policy::webhooks;
+
+    let user = crate::auth::guard::require_superuser()?;
+    let store = crate::context::server_context::<crate::policy::store::PolicyStore>()?;
+    let db = &store.db;
+    let id_of = || id.filter(|n| *n > 0).ok_or_else(|| AppError::invalid("id", "is required"));
+    let result: Result<(String, Option<String>), AppError> = async {
+        match action.as_str() {
+            "create_token" => {
+                let name = TokenName::parse(name.as_deref().unwrap_or_default().trim())
+                    .map_err(|_| AppError::invalid("name", "must be 1 to 64 letters, digits, '.', '_' or '-'"))?;
+                let mut scopes = vec!["policy:read".to_string()];
+                if scope_write.is_some() {
+                    scopes.push("policy:write".into());
+                }
+                if scope_audit.is_some() {
+                    scopes.push("audit:read".into());
+                }
+                let scopes = ApiScope::parse_list(&scopes)?;
+                let days = match expires_in_days.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+                    None => None,
+                    Some(d) => Some(d.parse::<i64>().map_err(|_| {
+                        AppError::invalid("expires_in_days", format!("must be a whole number of days, got \"{d}\""))
+                    })?),
+                };
+                let token = create_api_token(db, &name, &user, &scopes, days)
+                    .await
+                    .map_err(|e| e.map_message(|m| m.replacen("--expires-in-days", "expires_in_days", 1)))?;
+                Ok((
+                    format!("API token {} created. Copy it now: it is shown only this once.", name.as_str()),
+                    Some(token),
+                ))
+            }
+            "revoke_token" => {
+                let name = TokenName::parse(name.as_deref().unwrap_or_default())?;
+                revoke_api_token(db, &name).await?;
+                Ok((format!("API token {} revoked.", name.as_str()), None))
+            }
+            "add_webhook" => {
+                let events: Vec<String> = events
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split([' ', ','])
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let id = webhooks::add_webhook(
+                    db,
+                    url.as_deref().unwrap_or_default().trim(),
+                    secret.as_deref().unwrap_or_default(),
+                    &events,
+                    &user.email,
+                )
+                .await?;
+                Ok((format!("Webhook {id} registered."), None))
+            }
+            "disable_webhook" => {
+                let id = id_of()?;
+                webhooks::disable_webhook(db, id).await?;
+                Ok((format!("Webhook {id} disabled."), None))
+            }
+            "test_webhook" => {
+                let id = id_of()?;
+                webhooks::send_test(db, id).await?;
+                Ok((format!("Test delivery queued for webhook {id}."), None))
+            }
+            "redeliver" => {
+                let id = id_of()?;
+                webhooks::redeliver(db, id).await?;
+                Ok((format!("Delivery {id} queued again."), None))
+            }
+            other => Err(AppError::invalid("action", format!("is not an integrations action: \"{other}\""))),
+        }
+    }
+    .await;
+    let outcome = match result {
+        Ok((message, secret)) => IntegrationOutcome { ok: true, message, secret },
+        Err(e @ AppError::Field { .. }) => IntegrationOutcome { ok: false, message: e.to_string(), secret: None },
+        Err(e) => return Err(e),
+    };
+    // Without JavaScript the answer is a redirect; a new token never goes into an address.
+    if crate::error::is_plain_form_post() {
+        let message = if outcome.secret.is_some() {
+            "Creating a token needs JavaScript (it is shown once, never put in an address); the CLI works too: runtime-policy api-token create".to_string()
+        } else {
+            outcome.message.clone()
+        };
+        redirect_with_notice(
+            Some(&super::types::Section::Integrations.href()),
+            if outcome.ok { "done" } else { "error" },
+            &message,
+        );
     }
     Ok(outcome)
 }

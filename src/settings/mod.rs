@@ -6,6 +6,7 @@ mod audit_log;
 mod controls;
 mod editor;
 mod history;
+mod integrations;
 mod provider_table;
 mod requests;
 mod revisions;
@@ -28,6 +29,7 @@ use leptos_router::{
 use self::api::settings_data;
 use self::audit_log::{AuditLog, AuditRows};
 use self::editor::KeyEditor;
+use self::integrations::{Integrations, IntegrationsData};
 use self::requests::{Requests, RequestsData};
 use self::revisions::{Revisions, RevisionsData};
 use self::staging::PendingChanges;
@@ -106,6 +108,7 @@ pub fn SettingsArea() -> impl IntoView {
     provide_context(AuditRows::new(Memo::new(move |_| section.get() == Some(Section::Audit))));
     provide_context(RevisionsData::new(Memo::new(move |_| section.get() == Some(Section::Revisions))));
     provide_context(RequestsData::new(Memo::new(move |_| section.get() == Some(Section::Requests))));
+    provide_context(IntegrationsData::new(Memo::new(move |_| section.get() == Some(Section::Integrations))));
     crate::auth::SuperuserArea()
 }
 
@@ -190,6 +193,14 @@ pub fn SettingsPage() -> impl IntoView {
                             <h1 data-testid="panel-title">{Section::Audit.label()}</h1>
                             <p class="summary">{Section::Audit.summary()}</p>
                             <AuditLog />
+                        }
+                            .into_any()
+                    }
+                    Some(Section::Integrations) => {
+                        view! {
+                            <h1 data-testid="panel-title">{Section::Integrations.label()}</h1>
+                            <p class="summary">{Section::Integrations.summary()}</p>
+                            <Integrations />
                         }
                             .into_any()
                     }

@@ -222,6 +222,57 @@ impl RestoreOutcome {
     }
 }
 
+/// A personal API token as the page lists it (never the token).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub name: String,
+    pub owner: String,
+    pub scopes: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A webhook as the page lists it (never its secret).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookView {
+    pub id: i64,
+    pub url: String,
+    pub events: String,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+}
+
+/// One delivery in the page's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub event: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// The integrations section: API tokens, webhooks and the delivery log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationsPage {
+    pub tokens: Vec<TokenView>,
+    pub webhooks: Vec<WebhookView>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// What an integrations form did; `secret` is a new token, shown this once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationOutcome {
+    pub ok: bool,
+    pub message: String,
+    pub secret: Option<String>,
+}
+
 /// Revisions per page of the revisions section.
 pub const REVISIONS_PAGE_ROWS: i64 = 50;
 
@@ -237,10 +288,11 @@ pub enum Section {
     Audit,
     Revisions,
     Requests,
+    Integrations,
 }
 
 impl Section {
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Section::Keys(Category::Models),
         Section::Keys(Category::Worker),
         Section::Keys(Category::Optimization),
@@ -248,6 +300,7 @@ impl Section {
         Section::Audit,
         Section::Revisions,
         Section::Requests,
+        Section::Integrations,
     ];
 
     /// The path segment used in deep links.
@@ -257,6 +310,7 @@ impl Section {
             Section::Audit => "audit",
             Section::Revisions => "revisions",
             Section::Requests => "requests",
+            Section::Integrations => "integrations",
         }
     }
 
@@ -266,6 +320,7 @@ impl Section {
             Section::Audit => "Audit log",
             Section::Revisions => "Revisions",
             Section::Requests => "Change requests",
+            Section::Integrations => "API and webhooks",
         }
     }
 
@@ -273,6 +328,9 @@ impl Section {
         match self {
             Section::Keys(c) => c.summary(),
             Section::Audit => "Every change to the policy: who, when, from, to and why.",
+            Section::Integrations => {
+                "Personal API tokens for /api/v1/policy, and webhooks told about changes, with their delivery log."
+            }
             Section::Requests => {
                 "Changes to keys that need a second superuser wait here. Another superuser approves one (which \
                  applies it) or rejects it; its author can withdraw it."

@@ -239,6 +239,15 @@ const SERVER_FN_CASES: &[Case] = &[
     },
     Case { path: "/api/policy_revisions", body: "rev=1", anonymous: 401, member: 403, superuser: 200 },
     Case { path: "/api/change_requests", body: "", anonymous: 401, member: 403, superuser: 200 },
+    Case { path: "/api/integrations_data", body: "", anonymous: 401, member: 403, superuser: 200 },
+    // A token name that is not allowed: refused, nothing written.
+    Case {
+        path: "/api/integration_action",
+        body: "action=create_token&name=not+allowed",
+        anonymous: 401,
+        member: 403,
+        superuser: 200,
+    },
     // Out of bounds: refused, nothing written.
     Case {
         path: "/api/apply_changes",
@@ -921,15 +930,16 @@ on_both_backends!(a_signed_in_settings_page_loads_and_sends_its_data_once, |t| {
             .unwrap();
     // Each page's data is loaded and travels to the browser once, beside the signed-in user (it
     // used to be made, loaded and sent once for every time the signed-in check's view was built).
-    // The settings area: the user, the section's data, and the audit rows, revisions and change
-    // requests (each empty but on its own section).
+    // The settings area: the user, the section's data, and the audit rows, revisions, change
+    // requests and integrations (each empty but on its own section).
     let pages = [
-        ("/app/settings/superuser", 5),
-        ("/app/settings/superuser/worker", 5),
-        ("/app/settings/superuser/no-such-section", 5),
-        ("/app/settings/superuser/audit", 5),
-        ("/app/settings/superuser/revisions", 5),
-        ("/app/settings/superuser/requests", 5),
+        ("/app/settings/superuser", 6),
+        ("/app/settings/superuser/worker", 6),
+        ("/app/settings/superuser/no-such-section", 6),
+        ("/app/settings/superuser/audit", 6),
+        ("/app/settings/superuser/revisions", 6),
+        ("/app/settings/superuser/requests", 6),
+        ("/app/settings/superuser/integrations", 6),
         // The runs area: the user, the list and one run (each empty but on its own page).
         ("/app/runs", 3),
         (&*format!("/app/runs/{}", run.id), 3),

@@ -79,6 +79,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("settings::controls", 5),
     ("settings::editor", 5),
     ("settings::history", 5),
+    ("settings::integrations", 5),
     ("settings::provider_table", 5),
     ("settings::requests", 5),
     ("settings::revisions", 5),

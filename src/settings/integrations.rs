@@ -1,0 +1,232 @@
+//! The integrations section: personal API tokens (created for the signed-in superuser and shown
+//! once, listed with scopes, expiry and last use, revoked), webhooks (registered, sent a test,
+//! disabled) and the delivery log (status, attempts, last answer or error, redelivery).
+
+use leptos::prelude::*;
+
+use super::api::{integrations_data, IntegrationAction};
+use super::types::{IntegrationsPage, Section};
+use crate::error::AppError;
+use crate::ui::{show_time, ErrorText, FormOutcome};
+
+/// The section's data, loaded only while it is shown. Made by the settings area.
+#[derive(Clone, Copy)]
+pub struct IntegrationsData(pub Resource<Result<Option<IntegrationsPage>, AppError>>);
+
+impl IntegrationsData {
+    pub fn new(shown: Memo<bool>) -> IntegrationsData {
+        IntegrationsData(Resource::new(
+            move || shown.get(),
+            |shown| async move {
+                if shown {
+                    integrations_data().await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+        ))
+    }
+}
+
+/// A small form posting one action with its hidden fields and a button.
+fn action_button(
+    act: ServerAction<IntegrationAction>,
+    action: &'static str,
+    id: Option<i64>,
+    name: Option<String>,
+    label: String,
+    testid: String,
+) -> impl IntoView {
+    view! {
+        <ActionForm action=act attr:class="inline-form">
+            <input type="hidden" name="action" value=action />
+            {id.map(|id| view! { <input type="hidden" name="id" value=id /> })}
+            {name.map(|n| view! { <input type="hidden" name="name" value=n /> })}
+            <button type="submit" class="button button--secondary" data-testid=testid>{label}</button>
+        </ActionForm>
+    }
+}
+
+#[component]
+pub fn Integrations() -> impl IntoView {
+    let IntegrationsData(page) = expect_context::<IntegrationsData>();
+    let act = ServerAction::<IntegrationAction>::new();
+    Effect::new(move |_| {
+        if act.version().get() > 0 {
+            page.refetch();
+        }
+    });
+    let outcome = Signal::derive(move || match act.value().get() {
+        Some(Ok(o)) => Some((o.ok, o.message)),
+        Some(Err(e)) => Some((false, e.to_string())),
+        None => None,
+    });
+    let secret = move || act.value().get().and_then(|r| r.ok()).and_then(|o| o.secret);
+    view! {
+        <FormOutcome action=outcome testid="integration-outcome" from_address=true />
+        {move || {
+            secret()
+                .map(|s| {
+                    view! {
+                        <p class="notice-banner" role="status">
+                            "The new token: " <code data-testid="new-token">{s}</code>
+                        </p>
+                    }
+                })
+        }}
+        <h2>"Personal API tokens"</h2>
+        <p class="muted">
+            "A token acts for you on /api/v1/policy with its scopes (policy:read always). Changes it makes are audited as token:NAME (you)."
+        </p>
+        <ActionForm action=act attr:class="audit-filters">
+            <input type="hidden" name="action" value="create_token" />
+            <label>"Name" <input type="text" name="name" required maxlength="64" data-testid="token-name" /></label>
+            <label><input type="checkbox" name="scope_write" value="on" data-testid="token-write" />" policy:write"</label>
+            <label><input type="checkbox" name="scope_audit" value="on" />" audit:read"</label>
+            <label>"Expires in (days, optional)" <input type="number" name="expires_in_days" min="1" max="3650" /></label>
+            <button type="submit" class="button" data-testid="token-create">"Create token"</button>
+        </ActionForm>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Err(e) => view! { <ErrorText error=e /> }.into_any(),
+                    Ok(None) => view! { <p class="loading">"Loading…"</p> }.into_any(),
+                    Ok(Some(p)) => lists(p, act).into_any(),
+                }
+            })}
+        </Transition>
+        <h2>"Register a webhook"</h2>
+        <ActionForm action=act attr:class="audit-filters">
+            <input type="hidden" name="action" value="add_webhook" />
+            <label>"URL" <input type="url" name="url" required data-testid="webhook-url" /></label>
+            <label>"Secret (16+ characters)" <input type="password" name="secret" required minlength="16" data-testid="webhook-secret" /></label>
+            <label>
+                "Events (blank: all)"
+                <input type="text" name="events" placeholder="policy.changed run.created" data-testid="webhook-events" />
+            </label>
+            <button type="submit" class="button" data-testid="webhook-add">"Register"</button>
+        </ActionForm>
+        <p><a href=Section::Integrations.href()>"Reload"</a></p>
+    }
+}
+
+fn lists(p: IntegrationsPage, act: ServerAction<IntegrationAction>) -> impl IntoView {
+    let tokens = p
+        .tokens
+        .into_iter()
+        .map(|t| {
+            let state = match (&t.revoked_at, &t.expires_at) {
+                (Some(at), _) => format!("revoked {}", show_time(at)),
+                (None, Some(at)) => format!("expires {}", show_time(at)),
+                (None, None) => "active".into(),
+            };
+            let live = t.revoked_at.is_none();
+            let name = t.name.clone();
+            view! {
+                <tr data-testid=format!("token-{}", t.name)>
+                    <td><code>{t.name.clone()}</code></td>
+                    <td>{t.owner}</td>
+                    <td>{t.scopes}</td>
+                    <td>{state}</td>
+                    <td>{t.last_used_at.as_deref().map(show_time).unwrap_or_else(|| "never".into())}</td>
+                    <td>
+                        {live.then(|| action_button(act, "revoke_token", None, Some(name.clone()), "Revoke".into(), format!("revoke-{name}")))}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let hooks = p
+        .webhooks
+        .into_iter()
+        .map(|w| {
+            let live = w.disabled_at.is_none();
+            view! {
+                <tr data-testid=format!("webhook-{}", w.id)>
+                    <td>{w.id}</td>
+                    <td><code>{w.url}</code></td>
+                    <td>{w.events}</td>
+                    <td>{w.disabled_at.as_deref().map(|d| format!("disabled {}", show_time(d))).unwrap_or_else(|| "active".into())}</td>
+                    <td>
+                        {live
+                            .then(|| {
+                                view! {
+                                    {action_button(act, "test_webhook", Some(w.id), None, "Send test".into(), format!("test-webhook-{}", w.id))}
+                                    {action_button(act, "disable_webhook", Some(w.id), None, "Disable".into(), format!("disable-webhook-{}", w.id))}
+                                }
+                            })}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let deliveries = p
+        .deliveries
+        .into_iter()
+        .map(|d| {
+            let status = d.status.clone();
+            view! {
+                <tr data-testid=format!("delivery-{}", d.id) data-status=status>
+                    <td>{d.id}</td>
+                    <td>{d.webhook_id}</td>
+                    <td>{d.event}</td>
+                    <td>{d.status}</td>
+                    <td>{d.attempts}</td>
+                    <td>{d.last_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into())}</td>
+                    <td>{d.last_error.unwrap_or_default()}</td>
+                    <td>{action_button(act, "redeliver", Some(d.id), None, "Redeliver".into(), format!("redeliver-{}", d.id))}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="table-wrap">
+            <table class="audit" data-testid="tokens-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"Name"</th>
+                        <th scope="col">"Owner"</th>
+                        <th scope="col">"Scopes"</th>
+                        <th scope="col">"State"</th>
+                        <th scope="col">"Last used"</th>
+                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                    </tr>
+                </thead>
+                <tbody>{tokens}</tbody>
+            </table>
+        </div>
+        <h2>"Webhooks"</h2>
+        <div class="table-wrap">
+            <table class="audit" data-testid="webhooks-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"Id"</th>
+                        <th scope="col">"URL"</th>
+                        <th scope="col">"Events"</th>
+                        <th scope="col">"State"</th>
+                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                    </tr>
+                </thead>
+                <tbody>{hooks}</tbody>
+            </table>
+        </div>
+        <h2>"Deliveries"</h2>
+        <div class="table-wrap">
+            <table class="audit" data-testid="deliveries-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"Id"</th>
+                        <th scope="col">"Webhook"</th>
+                        <th scope="col">"Event"</th>
+                        <th scope="col">"Status"</th>
+                        <th scope="col">"Attempts"</th>
+                        <th scope="col">"Last answer"</th>
+                        <th scope="col">"Last error"</th>
+                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                    </tr>
+                </thead>
+                <tbody>{deliveries}</tbody>
+            </table>
+        </div>
+    }
+}
