@@ -178,27 +178,29 @@ test.describe('restore without JavaScript', () => {
 });
 
 test('stage three edits in two categories and apply them as one change set', async ({ page }) => {
-  await signIn(page, accounts.superuser, `${settings}/worker`);
+  await signIn(page, accounts.superuser, `${settings}/models`);
   await waitForHydration(page);
-  await page.getByTestId('input-worker.claim_batch_size').fill('30');
-  await page.getByTestId('stage-worker.claim_batch_size').click();
-  await expect(page.getByTestId('staged-worker.claim_batch_size')).toHaveText('Staged: 30');
+  await page.getByTestId('input-models.platform_default_max_tokens').fill('8000');
+  await page.getByTestId('stage-models.platform_default_max_tokens').click();
+  await expect(page.getByTestId('staged-models.platform_default_max_tokens')).toHaveText('Staged: 8000');
+  await page.evaluate(() => ((window as any).__samePage = true));
+  await page.getByTestId('nav-worker').click();
+  await expect(page.getByTestId('panel-title')).toHaveText('Worker execution');
   await page.getByLabel('Claim ordering', { exact: true }).selectOption('block_index_desc');
   await page.getByTestId('stage-worker.claim_ordering').click();
   await expect(page.getByTestId('pending')).toContainText('Pending changes (2)');
 
   // Another category, without a page load: the staged edits stay.
-  await page.evaluate(() => ((window as any).__samePage = true));
   await page.getByTestId('nav-upload').click();
   await expect(page.getByTestId('panel-title')).toHaveText('Upload');
   await page.getByTestId('input-upload.max_files_per_batch').fill('25');
   await page.getByTestId('stage-upload.max_files_per_batch').click();
   await expect(page.getByTestId('pending')).toContainText('Pending changes (3)');
-  const batch = page.getByTestId('pending-worker.claim_batch_size');
-  await expect(batch).toContainText('effective=10 (source=default)');
-  await expect(batch).toContainText('30');
+  const tokens = page.getByTestId('pending-models.platform_default_max_tokens');
+  await expect(tokens).toContainText('effective=4096 (source=default)');
+  await expect(tokens).toContainText('8000');
   // Nothing is applied while staged.
-  expect(cli(['policy', 'get', 'worker.claim_batch_size'])).toContain('effective=10 (source=default)');
+  expect(cli(['policy', 'get', 'models.platform_default_max_tokens'])).toContain('effective=4096 (source=default)');
 
   await page.getByTestId('pending-reason').fill('tune for the import');
   await page.getByTestId('pending-apply').click();
@@ -210,9 +212,9 @@ test('stage three edits in two categories and apply them as one change set', asy
   expect(top.kind).toBe('apply');
   expect(top.reason).toBe('tune for the import');
   expect([...top.keys].sort()).toEqual(
-    ['upload.max_files_per_batch', 'worker.claim_batch_size', 'worker.claim_ordering'].sort(),
+    ['models.platform_default_max_tokens', 'upload.max_files_per_batch', 'worker.claim_ordering'].sort(),
   );
   // Back as it was, by restoring the revision before it.
   cli(['policy', 'restore', String(top.revision - 1)]);
-  expect(cli(['policy', 'get', 'worker.claim_batch_size'])).toContain('(source=default)');
+  expect(cli(['policy', 'get', 'models.platform_default_max_tokens'])).toContain('(source=default)');
 });
