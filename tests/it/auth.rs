@@ -327,6 +327,38 @@ const API_CASES: &[(&str, u16, u16, u16)] = &[
     (paths::API_OPENAPI, 200, 200, 200),
 ];
 
+/// The same routes called with a bearer token and no session: a worker token with the default
+/// grant (runs:create, runs:work, snapshot:read) and a read-only personal API token (policy:read,
+/// audit:read). `None` as the method: every method of the path.
+const TOKEN_API_CASES: &[(&str, Option<Method>, u16, u16)] = &[
+    ("/healthz", None, 200, 200),
+    (paths::READYZ, None, 200, 200),
+    (paths::METRICS, None, 403, 403),
+    // The page's downloads need the session.
+    (paths::AUDIT_EXPORT_CSV, None, 401, 401),
+    (paths::AUDIT_EXPORT_JSON, None, 401, 401),
+    // The worker API: an API token is no worker token; the worker's literal `{id}` is no run.
+    (paths::API_RUNS, None, 422, 401),
+    (paths::API_RUN_POLICY, None, 422, 401),
+    (paths::API_RUN_CLAIMS, None, 422, 401),
+    (paths::API_BLOCK_COMPLETE, None, 422, 401),
+    (paths::API_BLOCK_FAIL, None, 422, 401),
+    // Reads of the baseline take a worker token only with policy:read; writes never take one.
+    (paths::API_POLICY, None, 403, 200),
+    (paths::API_POLICY_KEY, Some(Method::GET), 403, 404),
+    (paths::API_POLICY_KEY, Some(Method::PUT), 401, 403),
+    (paths::API_POLICY_KEY, Some(Method::DELETE), 401, 403),
+    (paths::API_POLICY_EXPORT, None, 401, 200),
+    (paths::API_POLICY_IMPORT, None, 401, 403),
+    (paths::API_POLICY_CHANGE_SETS, None, 401, 403),
+    (paths::API_POLICY_REQUESTS, None, 401, 200),
+    (paths::API_POLICY_REQUEST_DECISION, None, 401, 403),
+    (paths::API_POLICY_REVISIONS, None, 401, 200),
+    (paths::API_POLICY_REVISION, None, 401, 422),
+    (paths::API_AUDIT, None, 401, 200),
+    (paths::API_OPENAPI, None, 200, 200),
+];
+
 async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {
     let mut c = Caller::new(app, ip);
     let creds = match who {
@@ -341,6 +373,18 @@ async fn caller_as(app: &Router, who: Who, ip: [u8; 4]) -> Caller {
 
 on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
     let (state, app) = setup(&t).await;
+    let worker_token = create_token(&state.db, &TokenName::parse("acl-worker").unwrap(), &Grant::all()).await.unwrap();
+    let owner = list_users(&state.db).await.unwrap().into_iter().map(|r| r.user).find(|u| u.email == SUPER.0).unwrap();
+    let read_only = runtime_policy::auth::api_token::ApiScope::parse_list(&[]).unwrap();
+    let reader_token = runtime_policy::auth::api_token::create_api_token(
+        &state.db,
+        &TokenName::parse("acl-reader").unwrap(),
+        &owner,
+        &read_only,
+        None,
+    )
+    .await
+    .unwrap();
     let before = snapshot(&state).await;
 
     let registered = server_fn_paths();
@@ -380,6 +424,17 @@ on_both_backends!(every_server_function_and_route_checks_its_caller, |t| {
             let r = c.send(method.clone(), path, "", &[]).await;
             assert_eq!(r.status.as_u16(), [a, m, s][i], "{method} {path} as {who:?}");
             assert_eq!(snapshot(&state).await, before, "{path} as {who:?} changed something");
+        }
+        let &(_, _, w, r) = TOKEN_API_CASES
+            .iter()
+            .find(|c| c.0 == *path && c.1.as_ref().is_none_or(|m| m == method))
+            .unwrap_or_else(|| panic!("API route {method} {path} has no row in TOKEN_API_CASES (tests/auth.rs)"));
+        for (who, token, expected) in [("worker token", &worker_token, w), ("read-only API token", &reader_token, r)] {
+            let mut c = Caller::new(&app, [10, 0, 4, 1]);
+            let bearer = format!("Bearer {token}");
+            let res = c.send(method.clone(), path, "", &[("authorization", &bearer)]).await;
+            assert_eq!(res.status.as_u16(), expected, "{method} {path} with a {who}: {}", res.body);
+            assert_eq!(snapshot(&state).await, before, "{path} with a {who} changed something");
         }
     }
 

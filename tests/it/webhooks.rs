@@ -249,3 +249,85 @@ impl JsonValue for reqwest::Response {
         serde_json::from_str(&self.text().await.unwrap()).unwrap()
     }
 }
+
+/// A server killed with SIGKILL while a delivery is still owed (its endpoint was down) loses
+/// nothing: the next server sends it once the endpoint is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_owed_when_the_server_is_killed_is_sent_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/kill.db", dir.path().display());
+    let bin = env!("CARGO_BIN_EXE_runtime-policy");
+    // The receiver's port, closed for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin).env("DATABASE_URL", &db).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    cli(&["webhook", "add", &url, "--secret-file", secret.to_str().unwrap()]);
+    let serve = || {
+        let site = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Stop(
+            std::process::Command::new(bin)
+                .env("DATABASE_URL", &db)
+                .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{site}"))
+                .env("RUST_LOG", "warn")
+                .arg("serve")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let first = serve();
+    cli(&["policy", "set", "worker.claim_ordering", "block_index_desc", "--reason", "before the crash"]);
+    // Wait until the first server has tried (and failed) at least once.
+    let store = PolicyStore::new(
+        runtime_policy::db::Db::open(&runtime_policy::config::DatabaseUrl::parse(&db).unwrap()).await.unwrap(),
+        HashMap::new(),
+    );
+    let mut tried = false;
+    for _ in 0..100 {
+        if deliveries(&store.db, 5).await.unwrap().iter().any(|d| d.attempts > 0 && d.status == "pending") {
+            tried = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(tried, "the first server never tried: {:?}", deliveries(&store.db, 5).await.unwrap());
+    // SIGKILL: no shutdown of any kind.
+    drop(first);
+    // The endpoint comes up; a new server sends what is owed.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let got = Received::default();
+    let seen = got.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.0.lock().unwrap().push((headers, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let _second = serve();
+    let mut arrived = None;
+    for _ in 0..200 {
+        if let Some(first) = got.0.lock().unwrap().first().cloned() {
+            arrived = Some(first);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (headers, body) = arrived.expect("the owed delivery never arrived");
+    assert!(body.contains("before the crash"), "{body}");
+    let sig = headers["x-runtime-policy-signature"].to_str().unwrap().to_string();
+    let t: i64 = sig.strip_prefix("t=").unwrap().split(',').next().unwrap().parse().unwrap();
+    assert_eq!(sig, signature(SECRET, t, &body));
+}
