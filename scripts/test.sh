@@ -34,6 +34,9 @@ fi
 target/release/runtime-policy openapi > target/openapi.json
 target/py/bin/python -c 'import json; from openapi_spec_validator import validate; validate(json.load(open("target/openapi.json"))); print("valid OpenAPI 3.1")'
 
+echo "[test] property-based run over the OpenAPI document (schemathesis)"
+scripts/api_fuzz.sh
+
 echo "[test] Playwright"
 end2end/run.sh
 echo "[test] all tests passed"

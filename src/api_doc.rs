@@ -69,8 +69,9 @@ pub fn path_parameters(path: &str) -> Vec<&str> {
     path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
 
-/// The document for `routes`.
-pub fn document(routes: &[RouteDoc]) -> OpenApi {
+/// The document for `routes`; `choices` lists the values a path parameter may take, by name
+/// (the policy keys for `{key}`), so that clients and generated tests know them.
+pub fn document(routes: &[RouteDoc], choices: &[(&str, Vec<String>)]) -> OpenApi {
     let error = || {
         ContentBuilder::new()
             .schema(Some(
@@ -107,12 +108,16 @@ pub fn document(routes: &[RouteDoc]) -> OpenApi {
             op = op.security(SecurityRequirement::new::<_, _, &str>(scheme, []));
         }
         for name in path_parameters(r.path) {
+            let mut schema = ObjectBuilder::new().schema_type(Type::String);
+            if let Some((_, values)) = choices.iter().find(|(n, _)| *n == name) {
+                schema = schema.enum_values(Some(values.clone()));
+            }
             op = op.parameter(
                 ParameterBuilder::new()
                     .name(name)
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                    .schema(Some(schema)),
             );
         }
         if let Some(body) = r.body {

@@ -166,11 +166,9 @@ async fn run(command: Command, config: Config) -> Result<String, AppError> {
     match command {
         Command::Serve => runtime_policy::web::serve(config.clone()).await.map(|()| String::new()),
         Command::Config => Ok(String::new()),
-        Command::Openapi => {
-            serde_json::to_string_pretty(&runtime_policy::api_doc::document(&runtime_policy::web::api_docs()))
-                .map(|t| t + "\n")
-                .map_err(|e| AppError::Internal(format!("cannot write the document: {e}")))
-        }
+        Command::Openapi => serde_json::to_string_pretty(&runtime_policy::web::openapi_document())
+            .map(|t| t + "\n")
+            .map_err(|e| AppError::Internal(format!("cannot write the document: {e}"))),
         Command::Migrate => {
             open().await?;
             Ok("migrations applied\n".into())

@@ -75,6 +75,7 @@ pub fn docs() -> Vec<crate::api_doc::RouteDoc> {
                 (401, "no live worker token"),
                 (403, "outside the token's scopes or run"),
                 (404, "no such run"),
+                (422, "not a run id"),
             ],
         },
         RouteDoc {

@@ -107,7 +107,16 @@ pub fn api_docs() -> Vec<crate::api_doc::RouteDoc> {
 
 /// `/api/v1/openapi.json`: public, it describes the API and holds nothing else.
 async fn openapi() -> impl IntoResponse {
-    axum::Json(crate::api_doc::document(&api_docs()))
+    axum::Json(openapi_document())
+}
+
+/// The OpenAPI document, with the policy keys as the values of `{key}`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let keys = crate::policy::registry::REGISTRY.iter().map(|s| s.key.to_string()).collect();
+    crate::api_doc::document(
+        &api_docs(),
+        &[("key", keys), ("decision", vec!["approve".into(), "reject".into(), "withdraw".into()])],
+    )
 }
 
 /// `/`: each role's home (members cannot see the settings); anonymous visitors go to the

@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 
-use runtime_policy::api_doc::{document, operation_id, path_parameters};
-use runtime_policy::web::{api_docs, api_routes};
+use runtime_policy::api_doc::{operation_id, path_parameters};
+use runtime_policy::web::{api_routes, openapi_document};
 use serde_json::Value;
 
 use crate::helpers::{self, spawn_app};
 
 fn doc_json() -> Value {
-    serde_json::to_value(document(&api_docs())).unwrap()
+    serde_json::to_value(openapi_document()).unwrap()
 }
 
 #[test]
