@@ -63,6 +63,11 @@ fi
 
 if $want_test; then
   apt_install chromium postgresql
+  # The test command validates and fuzzes the OpenAPI document with Python packages from PyPI in
+  # a virtualenv under target/: Debian's python3 needs python3-venv for that.
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_install python3-venv
+  fi
   # PostgreSQL must answer for the backend tests.
   if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     log "starting PostgreSQL"
