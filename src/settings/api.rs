@@ -63,12 +63,8 @@ pub async fn save_policy(
         None if is_bool => "false".to_string(),
         None => String::new(),
     };
-    if needs_review(&key) {
-        let target = crate::policy::change_set::Target::Text(raw);
-        return request_one(&store, &actor, key, target, expected_version, reason, return_to).await;
-    }
-    let result = store.update_text(&actor, &key, &raw, expected_version, reason.as_deref()).await;
-    finish(key, result, return_to)
+    let target = crate::policy::change_set::Target::Text(raw);
+    change_key(&store, &actor, key, target, expected_version, reason, return_to).await
 }
 
 /// Removes a key's admin value, so it falls back to the inherited (env or default) value.
@@ -80,12 +76,8 @@ pub async fn reset_policy(
     return_to: Option<String>,
 ) -> Result<SaveOutcome, AppError> {
     let (store, actor) = superuser_actor()?;
-    if needs_review(&key) {
-        let target = crate::policy::change_set::Target::Reset;
-        return request_one(&store, &actor, key, target, expected_version, reason, return_to).await;
-    }
-    let result = store.reset(&actor, &key, expected_version, reason.as_deref()).await;
-    finish(key, result, return_to)
+    let target = crate::policy::change_set::Target::Reset;
+    change_key(&store, &actor, key, target, expected_version, reason, return_to).await
 }
 
 /// Restores the value a key had after audit row `audit_id`.
@@ -120,12 +112,8 @@ pub async fn pin_policy(
     return_to: Option<String>,
 ) -> Result<SaveOutcome, AppError> {
     let (store, actor) = superuser_actor()?;
-    if needs_review(&key) {
-        let target = crate::policy::change_set::Target::Pin;
-        return request_one(&store, &actor, key, target, expected_version, reason, return_to).await;
-    }
-    let result = store.pin(&actor, &key, expected_version, reason.as_deref()).await;
-    finish(key, result, return_to)
+    let target = crate::policy::change_set::Target::Pin;
+    change_key(&store, &actor, key, target, expected_version, reason, return_to).await
 }
 
 /// Applies edits staged on the page as one change set with one reason (a change request when
@@ -577,6 +565,32 @@ fn redirect_with_notice(return_to: Option<&str>, notice: &str, msg: &str) {
     let back = back.split(['?', '#']).next().unwrap_or_default().to_string();
     let msg = crate::policy::value::truncate(msg, 600);
     leptos_axum::redirect(&format!("{back}?notice={notice}&msg={}", encode_query(&msg)));
+}
+
+/// One key's change from the page: a change request for a key that needs review, else the
+/// store's own write.
+#[cfg(feature = "ssr")]
+async fn change_key(
+    store: &crate::policy::store::PolicyStore,
+    actor: &crate::policy::store::Actor,
+    key: String,
+    target: crate::policy::change_set::Target,
+    expected_version: i64,
+    reason: Option<String>,
+    return_to: Option<String>,
+) -> Result<SaveOutcome, AppError> {
+    use crate::policy::change_set::Target;
+    if needs_review(&key) {
+        return request_one(store, actor, key, target, expected_version, reason, return_to).await;
+    }
+    let reason_ref = reason.as_deref();
+    let result = match &target {
+        Target::Text(raw) => store.update_text(actor, &key, raw, expected_version, reason_ref).await,
+        Target::Value(v) => store.update(actor, &key, v, expected_version, reason_ref).await,
+        Target::Reset => store.reset(actor, &key, expected_version, reason_ref).await,
+        Target::Pin => store.pin(actor, &key, expected_version, reason_ref).await,
+    };
+    finish(key, result, return_to)
 }
 
 #[cfg(feature = "ssr")]

@@ -79,6 +79,18 @@ pub fn docs() -> Vec<crate::api_doc::RouteDoc> {
     ]
 }
 
+/// The caller, refused (403) without `scope`.
+async fn allowed(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &Option<Extension<RequestUser>>,
+    scope: ApiScope,
+) -> Result<ApiCaller, AppError> {
+    let who = caller(state, headers, user.as_ref().map(|Extension(u)| u)).await?;
+    who.require(scope)?;
+    Ok(who)
+}
+
 /// The caller of a read: an API token or session with policy:read, or a worker token with
 /// policy:read (a service enforcing the baseline; it reads, never writes).
 async fn reader(state: &AppState, headers: &HeaderMap, user: Option<&RequestUser>) -> Result<(), AppError> {
@@ -135,7 +147,7 @@ async fn export(
     headers: HeaderMap,
     user: Option<Extension<RequestUser>>,
 ) -> Result<Response, AppError> {
-    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    allowed(&state, &headers, &user, ApiScope::PolicyRead).await?;
     Ok(Json(state.policy.export_admin().await?).into_response())
 }
 
@@ -147,8 +159,7 @@ async fn import(
     Query(q): Query<Params>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
-    who.require(ApiScope::PolicyWrite)?;
+    let who = allowed(&state, &headers, &user, ApiScope::PolicyWrite).await?;
     let doc = json_body(&body)?;
     let export = AdminExport::from_json(&doc).map_err(|(field, why)| AppError::invalid(&field, why))?;
     let reason = Some("import");
@@ -164,8 +175,7 @@ async fn change_sets(
     Query(q): Query<Params>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
-    who.require(ApiScope::PolicyWrite)?;
+    let who = allowed(&state, &headers, &user, ApiScope::PolicyWrite).await?;
     let set = ChangeSet::from_json(&json_body(&body)?).map_err(|(field, why)| AppError::invalid(&field, why))?;
     let actor = actor_of(&who);
     if q.dry_run.unwrap_or(false) {
@@ -181,7 +191,7 @@ async fn requests(
     headers: HeaderMap,
     user: Option<Extension<RequestUser>>,
 ) -> Result<Response, AppError> {
-    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    allowed(&state, &headers, &user, ApiScope::PolicyRead).await?;
     Ok(Json(state.policy.requests(50).await?).into_response())
 }
 
@@ -193,8 +203,7 @@ async fn decide(
     user: Option<Extension<RequestUser>>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let who = caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?;
-    who.require(ApiScope::PolicyWrite)?;
+    let who = allowed(&state, &headers, &user, ApiScope::PolicyWrite).await?;
     let id: i64 = id.parse().ok().filter(|n| *n > 0).ok_or_else(|| AppError::invalid("id", "must be a request id"))?;
     let comment = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -231,7 +240,7 @@ async fn revisions(
     user: Option<Extension<RequestUser>>,
     Query(q): Query<Params>,
 ) -> Result<Response, AppError> {
-    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    allowed(&state, &headers, &user, ApiScope::PolicyRead).await?;
     Ok(Json(state.policy.revisions(q.before, q.limit.unwrap_or(50)).await?).into_response())
 }
 
@@ -242,7 +251,7 @@ async fn revision(
     headers: HeaderMap,
     user: Option<Extension<RequestUser>>,
 ) -> Result<Response, AppError> {
-    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::PolicyRead)?;
+    allowed(&state, &headers, &user, ApiScope::PolicyRead).await?;
     let n: i64 = n.parse().map_err(|_| AppError::invalid("n", "must be a revision number"))?;
     let keys: Vec<Value> = state.policy.resolve_at(n).await?.iter().map(key_json).collect();
     Ok(Json(json!({ "revision": n, "keys": keys })).into_response())
@@ -255,7 +264,7 @@ async fn audit(
     user: Option<Extension<RequestUser>>,
     Query(q): Query<Params>,
 ) -> Result<Response, AppError> {
-    caller(&state, &headers, user.as_ref().map(|Extension(u)| u)).await?.require(ApiScope::AuditRead)?;
+    allowed(&state, &headers, &user, ApiScope::AuditRead).await?;
     let filter = crate::policy::audit::AuditFilter::from_fields(
         q.key,
         q.actor,
@@ -389,8 +398,7 @@ async fn writer(
     headers: &HeaderMap,
     user: Option<Extension<RequestUser>>,
 ) -> Result<(ApiCaller, i64), AppError> {
-    let who = caller(state, headers, user.as_ref().map(|Extension(u)| u)).await?;
-    who.require(ApiScope::PolicyWrite)?;
+    let who = allowed(state, headers, &user, ApiScope::PolicyWrite).await?;
     known(key)?;
     Ok((who, if_match(headers)?))
 }

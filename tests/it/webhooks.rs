@@ -20,6 +20,13 @@ use crate::helpers;
 struct Received(Arc<Mutex<Vec<(HeaderMap, String)>>>);
 
 async fn receiver(fail_first: usize) -> (String, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    (url, receiver_on(listener, fail_first))
+}
+
+/// A receiver on `listener`, at `/hook`.
+fn receiver_on(listener: tokio::net::TcpListener, fail_first: usize) -> Received {
     let got = Received::default();
     let seen = got.clone();
     let app = Router::new().route(
@@ -37,12 +44,10 @@ async fn receiver(fail_first: usize) -> (String, Received) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (url, got)
+    got
 }
 
 const SECRET: &str = "a-shared-secret-of-enough-length";
@@ -300,22 +305,7 @@ async fn a_delivery_owed_when_the_server_is_killed_is_sent_by_the_next_one() {
     // SIGKILL: no shutdown of any kind.
     drop(first);
     // The endpoint comes up; a new server sends what is owed.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let got = Received::default();
-    let seen = got.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move |headers: HeaderMap, body: String| {
-            let seen = seen.clone();
-            async move {
-                seen.0.lock().unwrap().push((headers, body));
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let got = receiver_on(tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap(), 0);
     let _second = serve();
     let mut arrived = None;
     for _ in 0..200 {
