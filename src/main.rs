@@ -185,9 +185,9 @@ async fn run(command: Command, config: Config) -> Result<String, AppError> {
         Command::Webhook(cmd) => {
             runtime_policy::policy::cli::webhook(cmd, &PolicyStore::from_process_env(open().await?)).await
         }
-        Command::Run(RunCommand::Create { blocks }) => {
-            let blocks = runtime_policy::runs::cli::read_blocks(&blocks)?;
-            runtime_policy::runs::cli::run(blocks, &PolicyStore::from_process_env(open().await?)).await
+        Command::Run(RunCommand::Create { blocks, file }) => {
+            let source = runtime_policy::runs::cli::read_source(blocks, file)?;
+            runtime_policy::runs::cli::run(source, &PolicyStore::from_process_env(open().await?)).await
         }
         Command::Worker(args) => runtime_policy::runs::cli::worker(args).await,
     }

@@ -11,6 +11,8 @@ pub const SETUP: &str = "/setup";
 pub const SETTINGS: &str = "/app/settings/superuser";
 /// The run list: where a member lands.
 pub const RUNS: &str = "/app/runs";
+/// The run list's upload form posts here (a signed-in user's session).
+pub const RUNS_UPLOAD: &str = "/app/runs/upload";
 /// Liveness: 200 while the database answers.
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness: 200 while the database answers, every migration is applied and the server is not

@@ -13,12 +13,50 @@ use crate::policy::store::PolicyStore;
 
 #[derive(Subcommand, Debug)]
 pub enum RunCommand {
-    /// Create a run from a text file, one block per paragraph (blocks are separated by blank
-    /// lines; `-` reads stdin). The policy is snapshotted in the same transaction.
+    /// Create a run, from a text file with one block per paragraph (--blocks; blocks are
+    /// separated by blank lines; `-` reads stdin), or from documents (--file, repeated; txt, md,
+    /// csv, html, pdf, docx) admitted by the effective upload.max_files_per_batch and
+    /// upload.allowed_extensions. The policy is snapshotted in the same transaction.
     Create {
+        #[arg(long, value_name = "FILE", conflicts_with = "file", required_unless_present = "file")]
+        blocks: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
-        blocks: PathBuf,
+        file: Vec<PathBuf>,
     },
+}
+
+/// What a new run is made from.
+pub enum RunSource {
+    Blocks(NewBlocks),
+    Files(Vec<super::upload::UploadedFile>),
+}
+
+/// Reads what `run create` was given before the database is opened, so bad input writes
+/// nothing.
+pub fn read_source(blocks: Option<PathBuf>, files: Vec<PathBuf>) -> Result<RunSource, AppError> {
+    if let Some(path) = blocks {
+        return read_blocks(&path).map(RunSource::Blocks);
+    }
+    let mut out = Vec::new();
+    for path in files {
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| AppError::invalid("--file", format!("cannot read {}: {e}", path.display())))?;
+        if meta.len() > super::upload::MAX_FILE_BYTES as u64 {
+            return Err(AppError::TooLarge(format!(
+                "--file: {} holds {} bytes; at most {} bytes per file",
+                path.display(),
+                meta.len(),
+                super::upload::MAX_FILE_BYTES
+            )));
+        }
+        let bytes = std::fs::read(&path)
+            .map_err(|e| AppError::invalid("--file", format!("cannot read {}: {e}", path.display())))?;
+        let raw = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = super::upload::clean_name("--file", &raw)?;
+        out.push(super::upload::UploadedFile { name, bytes });
+    }
+    super::upload::check_sizes(&out)?;
+    Ok(RunSource::Files(out))
 }
 
 /// Run the reference worker on one run until every block is done or failed. It renders the
@@ -112,8 +150,11 @@ pub fn read_blocks(path: &PathBuf) -> Result<NewBlocks, AppError> {
     NewBlocks::from_paragraphs("--blocks", &text)
 }
 
-pub async fn run(blocks: NewBlocks, store: &PolicyStore) -> Result<String, AppError> {
-    let created = server::create_run(store, &Creator::cli(), &blocks).await?;
+pub async fn run(source: RunSource, store: &PolicyStore) -> Result<String, AppError> {
+    let created = match source {
+        RunSource::Blocks(blocks) => server::create_run(store, &Creator::cli(), &blocks).await?,
+        RunSource::Files(files) => server::create_run_from_upload(store, &Creator::cli(), files).await?,
+    };
     Ok(format!(
         "created run {} with {} blocks at policy revision {} (snapshot sha256 {})\n",
         created.id, created.block_count, created.policy_revision, created.snapshot_sha256

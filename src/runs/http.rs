@@ -7,7 +7,7 @@
 //! belongs to the token that made it: only that token may complete or fail the block.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use super::claims;
 use super::input::{parse_lease, NewBlocks, WorkerName};
 use super::server::{self, Creator};
+use super::upload::{clean_name, UploadedFile, MAX_FILE_BYTES};
 use axum::extract::FromRef;
 
 use super::claims::Holder;
@@ -51,7 +52,9 @@ pub fn docs() -> Vec<crate::api_doc::RouteDoc> {
         RouteDoc {
             path: paths::API_RUNS,
             method: Method::POST,
-            summary: "Create a run; the policy is snapshotted in the same transaction",
+            summary: "Create a run from block texts, or from files sent as multipart/form-data (each part named \
+                      `files`, admitted by the effective upload.* keys); the policy is snapshotted in the same \
+                      transaction",
             caller: Caller::Worker("runs:create"),
             body: Some("{\"blocks\": [\"text\", …]}"),
             responses: &[
@@ -177,12 +180,79 @@ fn int_field(body: &Map<String, Value>, field: &str) -> Result<i64, AppError> {
     optional_int(body, field)?.ok_or_else(|| AppError::invalid(field, "is required"))
 }
 
-/// `POST /api/v1/runs` with `{"blocks": ["text", ...]}`: creates a run (block_index from 0)
-/// with its policy snapshot; 201 with its id, snapshot hash and revision.
-async fn create_run(State(store): State<PolicyStore>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
-    let token = verify_worker_token(&store.db, &headers).await?;
+/// True when the request carries `multipart/form-data`.
+pub fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// The files of a `multipart/form-data` upload: every part named `files` (or `file`), in order,
+/// each at most [`MAX_FILE_BYTES`]; other parts are ignored.
+pub async fn read_files(req: Request) -> Result<Vec<UploadedFile>, AppError> {
+    let broken = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(format!("files: {}", e.body_text()))
+        } else {
+            AppError::malformed("body", format!("is not a readable multipart/form-data upload: {}", e.body_text()))
+        }
+    };
+    let mut multipart = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| AppError::malformed("body", format!("must be multipart/form-data: {}", e.body_text())))?;
+    let mut files = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(broken)? {
+        if !matches!(field.name(), Some("files" | "file")) {
+            continue;
+        }
+        let field_name = format!("files[{}]", files.len());
+        let name = match field.file_name() {
+            // A form sent with no file chosen has one empty part with an empty name.
+            Some("") | None => continue,
+            Some(raw) => clean_name(&field_name, raw)?,
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(broken)? {
+            if bytes.len() + chunk.len() > MAX_FILE_BYTES {
+                return Err(AppError::TooLarge(format!(
+                    "files: \"{name}\" is over {MAX_FILE_BYTES} bytes, the most one file may hold"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        files.push(UploadedFile { name, bytes });
+    }
+    if files.is_empty() {
+        return Err(AppError::invalid("files", "needs at least one file (parts named \"files\" with a file name)"));
+    }
+    Ok(files)
+}
+
+/// The whole body, or 413 when it is over the route's limit.
+async fn body_bytes(req: Request) -> Result<Bytes, AppError> {
+    Bytes::from_request(req, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(e.body_text())
+        } else {
+            AppError::malformed("body", e.body_text())
+        }
+    })
+}
+
+/// `POST /api/v1/runs` with `{"blocks": ["text", ...]}`, or with files as
+/// `multipart/form-data`: creates a run (block_index from 0) with its policy snapshot; 201 with
+/// its id, snapshot hash and revision.
+async fn create_run(State(store): State<PolicyStore>, req: Request) -> Result<Response, AppError> {
+    let token = verify_worker_token(&store.db, req.headers()).await?;
     token.require(Scope::RunsCreate, None)?;
-    let body = object(&body)?;
+    let creator = Creator::token(&token.name);
+    if is_multipart(req.headers()) {
+        let files = read_files(req).await?;
+        let run = server::create_run_from_upload(&store, &creator, files).await?;
+        return Ok(created(&run));
+    }
+    let body = object(&body_bytes(req).await?)?;
     let texts = match body.get("blocks") {
         Some(Value::Array(items)) => items
             .iter()
@@ -196,13 +266,52 @@ async fn create_run(State(store): State<PolicyStore>, headers: HeaderMap, body: 
         Some(_) => return Err(AppError::invalid("blocks", "must be a list of strings")),
     };
     let blocks = NewBlocks::parse("blocks", texts)?;
-    let run = server::create_run(&store, &Creator::token(&token.name), &blocks).await?;
+    let run = server::create_run(&store, &creator, &blocks).await?;
+    Ok(created(&run))
+}
+
+/// 201 with the run, and where its policy is.
+fn created(run: &super::types::CreatedRun) -> Response {
     let location = paths::api_run_policy(run.id);
     let mut res = (StatusCode::CREATED, Json(json!(run))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
-    Ok(res)
+    res
+}
+
+/// `POST /app/runs/upload`: the run page's upload form, for a signed-in user. A browser
+/// without JavaScript is sent to the new run's page, or back to the list with the error; the
+/// page's script (which asks for JSON, to show upload progress) gets 201 with the run or the
+/// error as JSON.
+pub async fn upload_from_page(
+    State(store): State<PolicyStore>,
+    user: Option<axum::Extension<crate::auth::session::RequestUser>>,
+    req: Request,
+) -> Response {
+    let wants_json =
+        req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
+    let user = user.and_then(|axum::Extension(u)| u.0);
+    let result = async {
+        let user = user.ok_or_else(AppError::unauthenticated)?;
+        let files = read_files(req).await?;
+        server::create_run_from_upload(&store, &Creator::user(&user), files).await
+    }
+    .await;
+    match result {
+        Ok(run) if wants_json => created(&run),
+        Ok(run) => axum::response::Redirect::to(&paths::run_href(run.id)).into_response(),
+        Err(e) if wants_json => e.into_response(),
+        Err(AppError::Unauthenticated(_)) => {
+            axum::response::Redirect::to(&paths::login_href(paths::RUNS)).into_response()
+        }
+        Err(e) => axum::response::Redirect::to(&format!(
+            "{}?upload_error={}",
+            paths::RUNS,
+            paths::encode_query(&e.to_string())
+        ))
+        .into_response(),
+    }
 }
 
 /// `GET /api/v1/runs/{id}/policy`: the snapshot as typed JSON, with `ETag: "<sha256>"`;

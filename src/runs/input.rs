@@ -19,9 +19,14 @@ pub const MIN_LEASE_SECS: i64 = 1;
 pub const MAX_LEASE_SECS: i64 = 3_600;
 
 /// The texts of a new run's blocks, numbered by `block_index` from 0: 1 to [`MAX_BLOCKS`]
-/// blocks, none empty, none longer than [`MAX_BLOCK_CHARS`].
+/// blocks, none empty, none longer than [`MAX_BLOCK_CHARS`]; with, for a run made from
+/// uploaded files, each block's file index and position in that file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewBlocks(Vec<String>);
+pub struct NewBlocks {
+    texts: Vec<String>,
+    /// Empty for pasted text; else one (file index, position) per block.
+    sources: Vec<(i64, i64)>,
+}
 
 impl NewBlocks {
     /// `field` is how the caller names the input in errors (`blocks`, `text`, `--blocks`).
@@ -53,7 +58,21 @@ impl NewBlocks {
                 ));
             }
         }
-        Ok(NewBlocks(texts))
+        Ok(NewBlocks { texts, sources: Vec::new() })
+    }
+
+    /// The blocks of extracted files, in file order and then in each file's order.
+    pub fn from_files(files: &[super::upload::FileBlocks]) -> Result<NewBlocks, AppError> {
+        let mut texts = Vec::new();
+        let mut sources = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            for (position, text) in &f.blocks {
+                texts.push(text.clone());
+                sources.push((i as i64, *position));
+            }
+        }
+        let NewBlocks { texts, .. } = NewBlocks::parse("files", texts)?;
+        Ok(NewBlocks { texts, sources })
     }
 
     /// One block per paragraph of pasted text.
@@ -62,15 +81,20 @@ impl NewBlocks {
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.texts.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.texts.is_empty()
     }
 
     pub fn texts(&self) -> &[String] {
-        &self.0
+        &self.texts
+    }
+
+    /// Block `i`'s file index and position in it, for blocks extracted from files.
+    pub fn source(&self, i: usize) -> Option<(i64, i64)> {
+        self.sources.get(i).copied()
     }
 }
 

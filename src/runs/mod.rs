@@ -18,16 +18,18 @@ pub mod input;
 #[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
+pub mod upload;
+#[cfg(feature = "ssr")]
 pub mod worker;
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_location, use_navigate};
+use leptos_router::hooks::{use_location, use_navigate, use_query_map};
 
 use self::api::{get_run, list_runs, CreateRun};
 use self::types::{RunDetail, RunSummary};
 use crate::error::AppError;
-use crate::paths::{run_href, RUNS};
+use crate::paths::{run_href, RUNS, RUNS_UPLOAD};
 use crate::ui::ErrorText;
 
 /// Parent route of the run pages: any signed-in user; anyone else goes to sign in first.
@@ -117,6 +119,7 @@ pub fn RunsPage() -> impl IntoView {
                         })
                 }}
             </div>
+            <UploadForm />
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match runs.await {
@@ -128,6 +131,121 @@ pub fn RunsPage() -> impl IntoView {
             </Transition>
         </section>
     }
+}
+
+/// A run from documents. Without JavaScript the browser posts the form and is sent to the new
+/// run (or back here with the error); with it, the files go by XMLHttpRequest so the page can
+/// show the upload's progress.
+#[component]
+fn UploadForm() -> impl IntoView {
+    let query = use_query_map();
+    let (error, set_error) = signal(None::<String>);
+    let (progress, set_progress) = signal(None::<(f64, f64)>);
+    let shown_error = move || error.get().or_else(|| query.read().get("upload_error"));
+    let navigate = use_navigate();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            let Some(form) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok()) else {
+                return;
+            };
+            ev.prevent_default();
+            set_error.set(None);
+            let navigate = navigate.clone();
+            let done = move |result: Result<i64, String>| match result {
+                Ok(id) => navigate(&run_href(id), Default::default()),
+                Err(message) => {
+                    set_progress.set(None);
+                    set_error.set(Some(message));
+                }
+            };
+            if let Err(message) = send_upload(&form, set_progress, done) {
+                set_error.set(Some(message));
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ev, &navigate, set_error, set_progress);
+    };
+    view! {
+        <div class="run-form upload-form">
+            <form method="post" action=RUNS_UPLOAD enctype="multipart/form-data" on:submit=on_submit>
+                <label for="run-files">
+                    "Or create a run from documents (txt, md, csv, html, pdf, docx; several at once): choose them or drop them here"
+                </label>
+                <input id="run-files" type="file" name="files" multiple required data-testid="run-files" />
+                <button type="submit" data-testid="run-upload">
+                    "Upload and create run"
+                </button>
+            </form>
+            {move || {
+                progress
+                    .get()
+                    .map(|(sent, total)| {
+                        let percent = if total > 0.0 { (sent / total * 100.0).round() } else { 0.0 };
+                        view! {
+                            <p class="run-progress" data-testid="upload-progress">
+                                <label for="upload-progress-bar">{format!("Uploading: {percent}%")}</label>
+                                <progress id="upload-progress-bar" max="100" value=percent></progress>
+                            </p>
+                        }
+                    })
+            }}
+            {move || {
+                shown_error()
+                    .map(|m| {
+                        view! {
+                            <p class="error" role="alert" data-testid="upload-error">
+                                {m}
+                            </p>
+                        }
+                    })
+            }}
+        </div>
+    }
+}
+
+/// Sends the upload form by XMLHttpRequest (the one browser API that reports upload progress)
+/// and calls `done` with the new run's id or the error to show.
+#[cfg(feature = "hydrate")]
+fn send_upload(
+    form: &web_sys::HtmlFormElement,
+    set_progress: WriteSignal<Option<(f64, f64)>>,
+    done: impl FnOnce(Result<i64, String>) + 'static,
+) -> Result<(), String> {
+    use leptos::wasm_bindgen::closure::Closure;
+    use leptos::wasm_bindgen::JsCast;
+    let failed = |_| "The upload could not be sent.".to_string();
+    let data = web_sys::FormData::new_with_form(form).map_err(failed)?;
+    let xhr = web_sys::XmlHttpRequest::new().map_err(failed)?;
+    xhr.open("POST", RUNS_UPLOAD).map_err(failed)?;
+    xhr.set_request_header("Accept", "application/json").map_err(failed)?;
+    let on_progress = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |e: web_sys::ProgressEvent| {
+        if e.length_computable() {
+            set_progress.set(Some((e.loaded(), e.total())));
+        }
+    });
+    xhr.upload().map_err(failed)?.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+    on_progress.forget();
+    let request = xhr.clone();
+    let on_end = Closure::once(move || {
+        let status = request.status().unwrap_or(0);
+        let body = request.response_text().ok().flatten().unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let result = match (status, json.get("id").and_then(|v| v.as_i64())) {
+            (201, Some(id)) => Ok(id),
+            (0, _) => Err("The upload did not reach the server; try again.".to_string()),
+            _ => Err(json
+                .get("error")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("The upload was refused (HTTP {status})."))),
+        };
+        done(result);
+    });
+    xhr.set_onloadend(Some(on_end.as_ref().unchecked_ref()));
+    on_end.forget();
+    xhr.send_with_opt_form_data(Some(&data)).map_err(failed)
 }
 
 #[component]
@@ -266,6 +384,8 @@ fn RunView(detail: RunDetail) -> impl IntoView {
         <p data-testid="run-counts">
             {format!("{} done, {} failed, {} claimed, {} pending", c.done, c.failed, c.claimed, c.pending)}
         </p>
+        <RunFiles files=detail.files />
+        <RunBlocks blocks=detail.blocks total=s.block_count />
         <h2>"Policy snapshot"</h2>
         <p class="summary">
             "The policy this run was created under. It never changes; a change to the baseline applies to new runs only. "
@@ -323,6 +443,85 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                                         view! { <span class="same">"same"</span> }.into_any()
                                     }}
                                 </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+/// The documents a run was made from, with their block counts.
+#[component]
+fn RunFiles(files: Vec<self::types::RunFileView>) -> impl IntoView {
+    (!files.is_empty()).then(|| {
+        view! {
+            <h2>"Files"</h2>
+            <table class="runs-table" data-testid="run-files-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"File"</th>
+                        <th scope="col">"Size (bytes)"</th>
+                        <th scope="col">"Blocks"</th>
+                        <th scope="col">"SHA-256"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {files
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, f)| {
+                            view! {
+                                <tr data-testid=format!("run-file-{i}")>
+                                    <td>{f.name}</td>
+                                    <td>{f.size_bytes}</td>
+                                    <td data-testid=format!("run-file-blocks-{i}")>{f.block_count}</td>
+                                    <td>
+                                        <code title=f.sha256.clone()>{f.sha256.chars().take(12).collect::<String>()}</code>
+                                    </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        }
+    })
+}
+
+/// The run's first blocks: where each came from, its state and the start of its text.
+#[component]
+fn RunBlocks(blocks: Vec<self::types::BlockView>, total: i64) -> impl IntoView {
+    let shown = blocks.len() as i64;
+    view! {
+        <h2>"Blocks"</h2>
+        {(shown < total).then(|| view! { <p class="summary">{format!("The first {shown} of {total} blocks.")}</p> })}
+        <table class="runs-table" data-testid="run-blocks-table">
+            <thead>
+                <tr>
+                    <th scope="col">"#"</th>
+                    <th scope="col">"From"</th>
+                    <th scope="col">"State"</th>
+                    <th scope="col">"Text"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {blocks
+                    .into_iter()
+                    .map(|b| {
+                        let from = match (&b.file, b.position) {
+                            (Some(f), Some(p)) => format!("{f}, {p}"),
+                            _ => "pasted text".to_string(),
+                        };
+                        view! {
+                            <tr data-testid=format!("run-block-{}", b.block_index)>
+                                <td>{b.block_index}</td>
+                                <td>{from}</td>
+                                <td>
+                                    <span class=format!("status status--{}", b.state)>{b.state.as_str()}</span>
+                                </td>
+                                <td class="block-preview">{b.preview}</td>
                             </tr>
                         }
                     })

@@ -8,7 +8,10 @@ use sqlx::Row;
 
 use super::input::NewBlocks;
 use super::snapshot::Snapshot;
-use super::types::{BlockCounts, BlockState, CreatedRun, RunDetail, RunStatus, RunSummary, SnapshotKeyView};
+use super::types::{
+    BlockCounts, BlockState, BlockView, CreatedRun, RunDetail, RunFileView, RunStatus, RunSummary, SnapshotKeyView,
+};
+use super::upload::{check_sizes, extract_all, FileBlocks, UploadLimits, UploadedFile};
 use crate::auth::types::{AuthUser, Role};
 use crate::config::Backend;
 use crate::db::{format_ts, parse_stored, sha256_hex, Db};
@@ -39,12 +42,42 @@ impl Creator {
     }
 }
 
-/// Rows per multi-row INSERT: 5 parameters each, well under both backends' limits.
+/// Rows per multi-row INSERT: 6 parameters each, well under both backends' limits.
 const INSERT_CHUNK: usize = 500;
 
 /// Creates a run with its blocks. The policy is resolved inside the transaction that inserts
 /// the run, so the snapshot, its revision and the run are committed together or not at all.
 pub async fn create_run(store: &PolicyStore, creator: &Creator, blocks: &NewBlocks) -> Result<CreatedRun, AppError> {
+    create_run_with_files(store, creator, blocks, &[]).await
+}
+
+/// Creates a run from uploaded files: checks the upload against today's upload keys (so a
+/// refused upload is not extracted), extracts every file's blocks off the async threads, and
+/// creates the run, where the check is made again against the snapshot's own values.
+pub async fn create_run_from_upload(
+    store: &PolicyStore,
+    creator: &Creator,
+    files: Vec<UploadedFile>,
+) -> Result<CreatedRun, AppError> {
+    check_sizes(&files)?;
+    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    UploadLimits::from_resolved(&store.resolve().await?).check(&names)?;
+    let extracted = tokio::task::spawn_blocking(move || extract_all(&files)).await.map_err(|e| {
+        tracing::error!(error = %e, "text extraction did not finish");
+        AppError::internal()
+    })??;
+    let blocks = NewBlocks::from_files(&extracted)?;
+    create_run_with_files(store, creator, &blocks, &extracted).await
+}
+
+/// Creates a run; with `files`, the upload keys of the policy the snapshot is taken from must
+/// admit them, or nothing is written.
+pub async fn create_run_with_files(
+    store: &PolicyStore,
+    creator: &Creator,
+    blocks: &NewBlocks,
+    files: &[FileBlocks],
+) -> Result<CreatedRun, AppError> {
     let db = &store.db;
     let mut tx = db.begin_write().await?;
     if db.backend == Backend::Postgres {
@@ -53,6 +86,10 @@ pub async fn create_run(store: &PolicyStore, creator: &Creator, blocks: &NewBloc
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
     }
     let (resolved, revision) = store.resolve_in(&mut tx).await?;
+    if !files.is_empty() {
+        let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+        UploadLimits::from_resolved(&resolved).check(&names)?;
+    }
     let snapshot = Snapshot::capture(&resolved, revision);
     let text = serde_json::to_string(&snapshot).map_err(|e| {
         tracing::error!(error = %e, "cannot serialise a policy snapshot");
@@ -76,23 +113,57 @@ pub async fn create_run(store: &PolicyStore, creator: &Creator, blocks: &NewBloc
     .await?;
 
     for (chunk_no, chunk) in blocks.texts().chunks(INSERT_CHUNK).enumerate() {
-        let mut sql = String::from("INSERT INTO blocks (run_id, block_uid, block_index, text, state) VALUES ");
+        let mut sql = String::from(
+            "INSERT INTO blocks (run_id, block_uid, block_index, text, file_index, file_position, state) VALUES ",
+        );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            let p = i * 4;
-            sql.push_str(&format!("(${}, ${}, ${}, ${}, '{}')", p + 1, p + 2, p + 3, p + 4, BlockState::Pending));
+            let p = i * 6;
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, '{}')",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                BlockState::Pending
+            ));
         }
         let mut q = sqlx::query(&sql);
         for (i, text) in chunk.iter().enumerate() {
-            let index = (chunk_no * INSERT_CHUNK + i) as i64;
-            q = q.bind(id).bind(block_uid(id, index)).bind(index).bind(text.clone());
+            let index = chunk_no * INSERT_CHUNK + i;
+            let source = blocks.source(index);
+            q = q
+                .bind(id)
+                .bind(block_uid(id, index as i64))
+                .bind(index as i64)
+                .bind(text.clone())
+                .bind(source.map(|s| s.0))
+                .bind(source.map(|s| s.1));
         }
         q.execute(&mut *tx).await?;
     }
+    for (i, f) in files.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO run_files (run_id, file_index, file_name, extension, size_bytes, sha256, block_count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(i as i64)
+        .bind(&f.name)
+        .bind(&f.extension)
+        .bind(f.size_bytes)
+        .bind(&f.sha256)
+        .bind(f.blocks.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
     let payload = serde_json::json!({
-        "run": id, "created_by": creator.label, "blocks": blocks.len(), "policy_revision": revision, "snapshot_sha256": sha,
+        "run": id, "created_by": creator.label, "blocks": blocks.len(), "files": files.len(),
+        "policy_revision": revision, "snapshot_sha256": sha,
     });
     crate::policy::webhooks::enqueue(&mut tx, "run.created", &payload).await?;
     tx.commit().await?;
@@ -261,5 +332,52 @@ pub async fn run_detail(store: &PolicyStore, viewer: &AuthUser, run_id: i64) -> 
             }
         })
         .collect();
-    Ok(RunDetail { summary, counts, snapshot_sha256: row.try_get("snapshot_sha256")?, keys })
+    let files = sqlx::query(
+        "SELECT file_name, extension, size_bytes, sha256, block_count FROM run_files WHERE run_id = $1 ORDER BY file_index",
+    )
+    .bind(run_id)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(RunFileView {
+            name: r.try_get("file_name")?,
+            extension: r.try_get("extension")?,
+            size_bytes: r.try_get("size_bytes")?,
+            sha256: r.try_get("sha256")?,
+            block_count: r.try_get("block_count")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let blocks = block_views(db, run_id, &files).await?;
+    Ok(RunDetail { summary, counts, snapshot_sha256: row.try_get("snapshot_sha256")?, keys, files, blocks })
+}
+
+/// The first [`BLOCKS_SHOWN`] blocks of a run, for its page.
+pub const BLOCKS_SHOWN: i64 = 200;
+
+async fn block_views(db: &Db, run_id: i64, files: &[RunFileView]) -> Result<Vec<BlockView>, AppError> {
+    let rows = sqlx::query(
+        "SELECT block_uid, block_index, text, state, attempts, file_index, file_position FROM blocks
+         WHERE run_id = $1 ORDER BY block_index LIMIT $2",
+    )
+    .bind(run_id)
+    .bind(BLOCKS_SHOWN)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let file_index: Option<i64> = r.try_get("file_index")?;
+            let text: String = r.try_get("text")?;
+            Ok(BlockView {
+                block_uid: r.try_get("block_uid")?,
+                block_index: r.try_get("block_index")?,
+                state: parse_stored("blocks.state", &r.try_get::<String, _>("state")?, BlockState::parse)?,
+                attempts: r.try_get("attempts")?,
+                file: file_index.and_then(|i| files.get(i as usize)).map(|f| f.name.clone()),
+                position: r.try_get("file_position")?,
+                preview: truncate(&text, 120),
+            })
+        })
+        .collect()
 }

@@ -114,12 +114,40 @@ pub struct SnapshotKeyView {
     pub drift: bool,
 }
 
+/// A file a run was created from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFileView {
+    pub name: String,
+    pub extension: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub block_count: i64,
+}
+
+/// One block on the run page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockView {
+    pub block_uid: String,
+    pub block_index: i64,
+    pub state: BlockState,
+    pub attempts: i64,
+    /// The file it was extracted from, and its position there (paragraph, row or page).
+    pub file: Option<String>,
+    pub position: Option<i64>,
+    /// The start of its text.
+    pub preview: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunDetail {
     pub summary: RunSummary,
     pub counts: BlockCounts,
     pub snapshot_sha256: String,
     pub keys: Vec<SnapshotKeyView>,
+    /// The uploaded files, in upload order (none for pasted text).
+    pub files: Vec<RunFileView>,
+    /// The first blocks, in block_index order.
+    pub blocks: Vec<BlockView>,
 }
 
 /// A run just created.

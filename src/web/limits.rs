@@ -15,6 +15,9 @@ use crate::runs::api::CreateRun;
 
 /// A new run's text, through the page or the worker API: 10,000 blocks fit, up to this size.
 pub const RUN_BODY: usize = 16 << 20;
+/// Files uploaded to create a run (multipart/form-data): their limit, with room for the
+/// form's own framing.
+pub const UPLOAD_BODY: usize = crate::runs::upload::MAX_UPLOAD_BYTES + (1 << 20);
 /// A block's result (at most 1,000,000 characters, JSON-escaped).
 pub const RESULT_BODY: usize = 8 << 20;
 /// Every other server function: the largest is a provider registry or a prompt.
@@ -42,7 +45,13 @@ fn too_large(limit: usize) -> AppError {
 /// Refuses a body whose declared length is over the route's limit before anything reads it,
 /// and stops reading one that grows past it.
 pub async fn limit_bodies(req: Request, next: Next) -> Response {
-    let limit = body_limit(req.uri().path());
+    let path = req.uri().path();
+    let limit =
+        if path == paths::RUNS_UPLOAD || (path == paths::API_RUNS && crate::runs::http::is_multipart(req.headers())) {
+            UPLOAD_BODY
+        } else {
+            body_limit(path)
+        };
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {

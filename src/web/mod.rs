@@ -66,6 +66,7 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         (paths::AUDIT_EXPORT_JSON, Method::GET, get(crate::settings::export::export_json)),
     ];
     routes.extend(crate::runs::http::routes());
+    routes.push((paths::RUNS_UPLOAD, Method::POST, axum::routing::post(crate::runs::http::upload_from_page)));
     routes.extend(crate::settings::rest::routes());
     routes.push((paths::API_OPENAPI, Method::GET, get(openapi)));
     routes

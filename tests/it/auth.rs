@@ -311,6 +311,9 @@ const API_CASES: &[(&str, u16, u16, u16)] = &[
     (paths::API_RUN_CLAIMS, 401, 401, 401),
     (paths::API_BLOCK_COMPLETE, 401, 401, 401),
     (paths::API_BLOCK_FAIL, 401, 401, 401),
+    // The run list's upload form: a browser is sent to sign in, or back to the list with the
+    // error (an empty body holds no file).
+    (paths::RUNS_UPLOAD, 303, 303, 303),
     // The policy API: a bearer API token or a superuser's session (the literal `{key}` is no key).
     (paths::API_POLICY, 401, 403, 200),
     (paths::API_POLICY_KEY, 401, 403, 404),
@@ -343,6 +346,8 @@ const TOKEN_API_CASES: &[(&str, Option<Method>, u16, u16)] = &[
     (paths::API_RUN_CLAIMS, None, 422, 401),
     (paths::API_BLOCK_COMPLETE, None, 422, 401),
     (paths::API_BLOCK_FAIL, None, 422, 401),
+    // The upload form takes a session only.
+    (paths::RUNS_UPLOAD, None, 303, 303),
     // Reads of the baseline take a worker token only with policy:read; writes never take one.
     (paths::API_POLICY, None, 403, 200),
     (paths::API_POLICY_KEY, Some(Method::GET), 403, 404),

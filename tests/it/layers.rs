@@ -61,6 +61,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("runs::input", 2),
     ("runs::server", 2),
     ("runs::snapshot", 2),
+    ("runs::upload", 2),
     ("runs::types", 2),
     ("runs::worker", 2),
     ("settings::types", 2),

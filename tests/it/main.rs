@@ -15,5 +15,6 @@ mod policy_api;
 mod policy_store;
 mod runs;
 mod skeleton;
+mod uploads;
 mod webhooks;
 mod worker_client;
