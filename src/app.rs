@@ -11,6 +11,7 @@ use leptos_router::{
 use crate::auth::types::Role;
 use crate::auth::{provide_auth, Auth, LoginPage, SetupPage, UserMenu};
 use crate::paths;
+use crate::runs::fleet_view::FleetPage;
 use crate::runs::{RunPage, RunsArea, RunsPage};
 use crate::settings::{provide_editor_state, SettingsArea, SettingsPage};
 
@@ -109,6 +110,7 @@ pub fn App() -> impl IntoView {
                     // without JavaScript.
                     <ParentRoute path=path!("/app/runs") view=RunsArea ssr=SsrMode::Async>
                         <Route path=path!("") view=RunsPage ssr=SsrMode::Async />
+                        <Route path=path!("fleet") view=FleetPage ssr=SsrMode::Async />
                         <Route path=path!(":id") view=RunPage ssr=SsrMode::Async />
                     </ParentRoute>
                 </Routes>

@@ -11,6 +11,8 @@ pub const SETUP: &str = "/setup";
 pub const SETTINGS: &str = "/app/settings/superuser";
 /// The run list: where a member lands.
 pub const RUNS: &str = "/app/runs";
+/// The fleet page (superusers).
+pub const FLEET: &str = "/app/runs/fleet";
 /// The run list's upload form posts here (a signed-in user's session).
 pub const RUNS_UPLOAD: &str = "/app/runs/upload";
 /// Liveness: 200 while the database answers.
@@ -37,6 +39,9 @@ pub const API_POLICY_REVISIONS: &str = "/api/v1/policy/revisions";
 pub const API_POLICY_REVISION: &str = "/api/v1/policy/revisions/{n}";
 pub const API_AUDIT: &str = "/api/v1/audit";
 pub const API_OPENAPI: &str = "/api/v1/openapi.json";
+pub const API_RUN: &str = "/api/v1/runs/{id}";
+pub const API_RUN_EVENTS: &str = "/api/v1/runs/{id}/events";
+pub const API_BATCH_COMPLETE: &str = "/api/v1/runs/{id}/batches/{batch_id}/complete";
 pub const API_RUN_POLICY: &str = "/api/v1/runs/{id}/policy";
 pub const API_RUN_CLAIMS: &str = "/api/v1/runs/{id}/claims";
 pub const API_BLOCK_COMPLETE: &str = "/api/v1/runs/{id}/blocks/{uid}/complete";
@@ -122,6 +127,18 @@ fn with_run(template: &str, run_id: i64) -> String {
 
 pub fn api_run_policy(run_id: i64) -> String {
     with_run(API_RUN_POLICY, run_id)
+}
+
+pub fn api_run(run_id: i64) -> String {
+    with_run(API_RUN, run_id)
+}
+
+pub fn api_run_events(run_id: i64) -> String {
+    with_run(API_RUN_EVENTS, run_id)
+}
+
+pub fn api_batch_complete(run_id: i64, batch_id: &str) -> String {
+    with_run(API_BATCH_COMPLETE, run_id).replace("{batch_id}", &utf8_percent_encode(batch_id, PATH_VALUE).to_string())
 }
 
 pub fn api_run_claims(run_id: i64) -> String {

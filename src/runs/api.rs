@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::types::{RunDetail, RunSummary};
+use super::types::{Fleet, RunDetail, RunSummary};
 use crate::error::AppError;
 
 /// The runs the caller may see, newest first (a member's own; every run for a superuser).
@@ -38,4 +38,12 @@ pub async fn create_run(text: String) -> Result<i64, AppError> {
         leptos_axum::redirect(&crate::paths::run_href(run.id));
     }
     Ok(run.id)
+}
+
+/// The fleet: workers seen in the last hour and the runs they hold claims in (superusers).
+#[server(endpoint = "fleet")]
+pub async fn fleet_status() -> Result<Fleet, AppError> {
+    crate::auth::guard::require_superuser()?;
+    let store = crate::context::server_context::<crate::policy::store::PolicyStore>()?;
+    super::fleet::fleet(&store, store.db.now().await?).await
 }

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::batching;
 use super::input::{check_text, WorkerName, MAX_ERROR_CHARS, MAX_LEASE_SECS, MAX_RESULT_CHARS};
 use super::server::{no_run, parse_snapshot};
 use super::snapshot::Snapshot;
-use super::types::{BlockOutcome, BlockState, Claim, ClaimedBlock};
+use super::types::{Batch, BatchOutcome, BlockOutcome, BlockState, Claim, ClaimedBlock};
 use crate::config::Backend;
 use crate::db::{format_ts, parse_stored, Db};
 use crate::error::AppError;
@@ -152,12 +153,15 @@ pub async fn claim(
     if order == "DESC" {
         blocks.reverse();
     }
+    let batches =
+        if run.snapshot.batching() { pack_batches(&mut tx, run_id, &run.snapshot, &blocks).await? } else { vec![] };
     if !blocks.is_empty() {
         sqlx::query("UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'pending'")
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
     }
+    super::events::seen(&mut tx, run_id, holder, now).await?;
     let counts = sqlx::query("SELECT block_count, blocks_done, blocks_failed FROM runs WHERE id = $1")
         .bind(run_id)
         .fetch_one(&mut *tx)
@@ -166,7 +170,44 @@ pub async fn claim(
         >= counts.try_get::<i64, _>("block_count")?;
     tx.commit().await?;
     db.metrics.add("block_claims_total", &[], blocks.len() as u64);
-    Ok(Claim { run_id, batch_size, blocks, lease_expires_at: expires, snapshot_sha256: run.sha256, finished })
+    Ok(Claim { run_id, batch_size, blocks, batches, lease_expires_at: expires, snapshot_sha256: run.sha256, finished })
+}
+
+/// Packs claimed blocks into batches within the snapshot's token budget (`batching.rs`) and
+/// marks each block with its batch.
+async fn pack_batches(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: i64,
+    snapshot: &Snapshot,
+    blocks: &[ClaimedBlock],
+) -> Result<Vec<Batch>, AppError> {
+    let budget = batching::budget(snapshot.max_tokens(), snapshot.batching_margin_hundredths());
+    let sizes: Vec<i64> = blocks.iter().map(|b| batching::estimate_tokens(&b.text)).collect();
+    let claim_id = {
+        use rand::Rng;
+        let n: u64 = rand::thread_rng().gen();
+        format!("{n:016x}")
+    };
+    let mut batches = Vec::new();
+    for (n, range) in batching::pack(&sizes, budget).into_iter().enumerate() {
+        let batch_id = format!("c{claim_id}-{n}");
+        let members = &blocks[range.clone()];
+        let placeholders: Vec<String> = (0..members.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql =
+            format!("UPDATE blocks SET batch_id = $1 WHERE run_id = $2 AND block_uid IN ({})", placeholders.join(", "));
+        let mut q = sqlx::query(&sql).bind(&batch_id).bind(run_id);
+        for b in members {
+            q = q.bind(&b.block_uid);
+        }
+        q.execute(&mut **tx).await?;
+        batches.push(Batch {
+            batch_id,
+            block_uids: members.iter().map(|b| b.block_uid.clone()).collect(),
+            estimated_tokens: sizes[range].iter().sum(),
+            budget,
+        });
+    }
+    Ok(batches)
 }
 
 /// What became of a block after a completion or a failure.
@@ -202,8 +243,33 @@ pub async fn complete(
 ) -> Result<BlockOutcome, AppError> {
     check_text("result", result, MAX_RESULT_CHARS)?;
     let mut tx = db.begin_write().await?;
+    let run = run_row(&mut tx, run_id).await?;
+    if !complete_in(&mut tx, run_id, &run.snapshot, uid, holder, attempt, result).await? {
+        let e = not_held(&mut tx, run_id, uid, attempt).await?;
+        tx.rollback().await?;
+        return Err(e);
+    }
+    count_finished(&mut tx, run_id, 1, 0).await?;
+    super::events::seen(&mut tx, run_id, holder, Utc::now()).await?;
+    tx.commit().await?;
+    db.metrics.inc("block_completions_total", &[]);
+    Ok(BlockOutcome { block_uid: uid.to_string(), state: BlockState::Done, attempts: attempt })
+}
+
+/// Stores a result when `holder` holds the block at `attempt`, with the model, temperature and
+/// max tokens the run's snapshot gave it; false when it does not hold it.
+async fn complete_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: i64,
+    snapshot: &Snapshot,
+    uid: &str,
+    holder: Holder<'_>,
+    attempt: i64,
+    result: &str,
+) -> Result<bool, AppError> {
     let n = sqlx::query(
-        "UPDATE blocks SET state = 'done', result = $5, error = NULL, lease_expires_at = NULL, finished_at = $6
+        "UPDATE blocks SET state = 'done', result = $5, error = NULL, lease_expires_at = NULL, finished_at = $6,
+             result_model = $7, result_temperature = $8, result_max_tokens = $9
          WHERE run_id = $1 AND block_uid = $2 AND state = 'claimed' AND claimed_by_token = $3 AND attempts = $4",
     )
     .bind(run_id)
@@ -212,18 +278,13 @@ pub async fn complete(
     .bind(attempt)
     .bind(result)
     .bind(format_ts(Utc::now()))
-    .execute(&mut *tx)
+    .bind(snapshot.model())
+    .bind(snapshot.temperature_text())
+    .bind(snapshot.max_tokens())
+    .execute(&mut **tx)
     .await?
     .rows_affected();
-    if n != 1 {
-        let e = not_held(&mut tx, run_id, uid, attempt).await?;
-        tx.rollback().await?;
-        return Err(e);
-    }
-    count_finished(&mut tx, run_id, 1, 0).await?;
-    tx.commit().await?;
-    db.metrics.inc("block_completions_total", &[]);
-    Ok(BlockOutcome { block_uid: uid.to_string(), state: BlockState::Done, attempts: attempt })
+    Ok(n == 1)
 }
 
 /// Records a failed attempt. The block is claimable again until it has been tried
@@ -239,7 +300,32 @@ pub async fn fail(
     check_text("error", error, MAX_ERROR_CHARS)?;
     let mut tx = db.begin_write().await?;
     let run = run_row(&mut tx, run_id).await?;
-    let max_attempts = run.snapshot.max_retries() + 1;
+    let Some(state) = fail_in(&mut tx, run_id, &run.snapshot, uid, holder, attempt, error).await? else {
+        let e = not_held(&mut tx, run_id, uid, attempt).await?;
+        tx.rollback().await?;
+        return Err(e);
+    };
+    if state == BlockState::Failed {
+        count_finished(&mut tx, run_id, 0, 1).await?;
+    }
+    super::events::seen(&mut tx, run_id, holder, Utc::now()).await?;
+    tx.commit().await?;
+    db.metrics.inc("block_failures_total", &[]);
+    Ok(BlockOutcome { block_uid: uid.to_string(), state, attempts: attempt })
+}
+
+/// Records a failed attempt when `holder` holds the block at `attempt`: the block's new state
+/// (pending to be retried, or failed), or None when it does not hold it.
+async fn fail_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: i64,
+    snapshot: &Snapshot,
+    uid: &str,
+    holder: Holder<'_>,
+    attempt: i64,
+    error: &str,
+) -> Result<Option<BlockState>, AppError> {
+    let max_attempts = snapshot.max_retries() + 1;
     let row = sqlx::query(
         "UPDATE blocks SET
              state = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'pending' END,
@@ -258,18 +344,110 @@ pub async fn fail(
     .bind(max_attempts)
     .bind(error)
     .bind(format_ts(Utc::now()))
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    let Some(row) = row else {
-        let e = not_held(&mut tx, run_id, uid, attempt).await?;
-        tx.rollback().await?;
-        return Err(e);
-    };
-    let state = parse_stored("blocks.state", &row.try_get::<String, _>("state")?, BlockState::parse)?;
-    if state == BlockState::Failed {
-        count_finished(&mut tx, run_id, 0, 1).await?;
+    match row {
+        None => Ok(None),
+        Some(row) => Ok(Some(parse_stored("blocks.state", &row.try_get::<String, _>("state")?, BlockState::parse)?)),
     }
+}
+
+/// One block's entry in a batch completion: its result, or why the model gave none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchEntry {
+    pub block_uid: String,
+    pub outcome: Result<String, String>,
+}
+
+/// Completes a batch: one entry per block of the batch, none missing, none extra, none twice
+/// (else 422 and nothing is written). Each block the token still holds in this batch is done
+/// (or, for an entry with an error, failed like any failure, so it is retried); a block whose
+/// lease expired and that another claim took since is left to that claim and reported with no
+/// state, so no block is finished twice.
+pub async fn complete_batch(
+    db: &Db,
+    run_id: i64,
+    batch_id: &str,
+    holder: Holder<'_>,
+    entries: &[BatchEntry],
+) -> Result<Vec<BatchOutcome>, AppError> {
+    for (i, e) in entries.iter().enumerate() {
+        match &e.outcome {
+            Ok(result) => check_text(&format!("results[{i}].result"), result, MAX_RESULT_CHARS)?,
+            Err(error) => check_text(&format!("results[{i}].error"), error, MAX_ERROR_CHARS)?,
+        }
+        if entries[..i].iter().any(|p| p.block_uid == e.block_uid) {
+            return Err(AppError::invalid(
+                &format!("results[{i}].block_uid"),
+                format!("{} is named twice; give one result per block", e.block_uid),
+            ));
+        }
+    }
+    let mut tx = db.begin_write().await?;
+    let run = run_row(&mut tx, run_id).await?;
+    let members = sqlx::query(
+        "SELECT block_uid, attempts, state, claimed_by_token FROM blocks WHERE run_id = $1 AND batch_id = $2
+         ORDER BY block_index",
+    )
+    .bind(run_id)
+    .bind(batch_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if members.is_empty() {
+        return Err(AppError::NotFound(format!(
+            "no batch {batch_id} in run {run_id} holds a block: it never existed, or each of its blocks was \
+             claimed again after its lease expired"
+        )));
+    }
+    let mut held = Vec::new();
+    for r in &members {
+        let uid: String = r.try_get("block_uid")?;
+        let state: String = r.try_get("state")?;
+        let token: Option<i64> = r.try_get("claimed_by_token")?;
+        let attempts: i64 = r.try_get("attempts")?;
+        held.push((uid, (state == "claimed" && token == Some(holder.token)).then_some(attempts)));
+    }
+    if !held.iter().any(|(_, attempt)| attempt.is_some()) {
+        return Err(AppError::Conflict(format!("batch {batch_id} is not held by this token")));
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if !held.iter().any(|(uid, _)| *uid == e.block_uid) {
+            return Err(AppError::invalid(
+                &format!("results[{i}].block_uid"),
+                format!("{} is not in batch {batch_id}", e.block_uid),
+            ));
+        }
+    }
+    let (mut done, mut failed) = (0, 0);
+    let mut outcomes = Vec::new();
+    for (uid, attempt) in held {
+        let Some(attempt) = attempt else {
+            outcomes.push(BatchOutcome { block_uid: uid, state: None, attempts: None });
+            continue;
+        };
+        let entry = entries.iter().find(|e| e.block_uid == uid);
+        let state = match entry.map(|e| &e.outcome) {
+            Some(Ok(result)) => complete_in(&mut tx, run_id, &run.snapshot, &uid, holder, attempt, result)
+                .await?
+                .then_some(BlockState::Done),
+            Some(Err(error)) => fail_in(&mut tx, run_id, &run.snapshot, &uid, holder, attempt, error).await?,
+            None => {
+                let why = "the batch's results had no entry for this block";
+                fail_in(&mut tx, run_id, &run.snapshot, &uid, holder, attempt, why).await?
+            }
+        };
+        match state {
+            Some(BlockState::Done) => done += 1,
+            Some(BlockState::Failed) => failed += 1,
+            _ => {}
+        }
+        outcomes.push(BatchOutcome { block_uid: uid, state, attempts: Some(attempt) });
+    }
+    if done + failed > 0 {
+        count_finished(&mut tx, run_id, done, failed).await?;
+    }
+    super::events::seen(&mut tx, run_id, holder, Utc::now()).await?;
     tx.commit().await?;
-    db.metrics.inc("block_failures_total", &[]);
-    Ok(BlockOutcome { block_uid: uid.to_string(), state, attempts: attempt })
+    db.metrics.add("block_completions_total", &[], done as u64);
+    Ok(outcomes)
 }

@@ -101,6 +101,10 @@ pub struct WorkerArgs {
     /// 4xx answer.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
+    /// Make the built-in provider answer as one that does not apply prompt caching, to see the
+    /// caching_ignored warning on the run page (the run is not failed by it).
+    #[arg(long)]
+    pub provider_ignores_caching: bool,
 }
 
 /// The worker token: from the file when one is named, else from RUNTIME_POLICY_TOKEN.
@@ -199,16 +203,19 @@ pub async fn worker(args: WorkerArgs) -> Result<String, AppError> {
             ca_cert: args.ca_cert,
             ..ClientOptions::default()
         },
+        provider_ignores_caching: args.provider_ignores_caching,
     };
     // The address, the token and the CA file are checked before anything is sent.
     worker::ApiClient::with_options(&config.server, &config.token, config.client.clone())?;
     let report = worker::run(&config).await?;
     Ok(format!(
-        "run {}: {} blocks in {} batches by {} (snapshot sha256 {})\n",
+        "run {}: {} blocks in {} claims and {} provider calls by {} (snapshot sha256 {}){}\n",
         config.run_id,
         report.completed.len(),
         report.batches.len(),
+        report.provider_calls,
         config.name,
-        report.snapshot_sha256
+        report.snapshot_sha256,
+        if report.warnings.is_empty() { String::new() } else { format!("; warnings: {}", report.warnings.join(", ")) }
     ))
 }

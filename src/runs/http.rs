@@ -42,6 +42,9 @@ where
         (paths::API_RUN_CLAIMS, Method::POST, post(claim)),
         (paths::API_BLOCK_COMPLETE, Method::POST, post(complete)),
         (paths::API_BLOCK_FAIL, Method::POST, post(fail)),
+        (paths::API_RUN, Method::GET, get(progress)),
+        (paths::API_RUN_EVENTS, Method::POST, post(report_event)),
+        (paths::API_BATCH_COMPLETE, Method::POST, post(complete_batch)),
     ]
 }
 
@@ -125,6 +128,53 @@ pub fn docs() -> Vec<crate::api_doc::RouteDoc> {
                 (422, "a field that is not allowed"),
             ],
         },
+        RouteDoc {
+            path: paths::API_RUN,
+            method: Method::GET,
+            summary:
+                "A run's progress: counts by state, worker reports by code (count and latest) and the workers seen",
+            caller: Caller::Worker("snapshot:read"),
+            body: None,
+            responses: &[
+                (200, "{run, counts, snapshot_sha256, events, workers}"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes or run"),
+                (404, "no such run"),
+                (422, "not a run id"),
+            ],
+        },
+        RouteDoc {
+            path: paths::API_RUN_EVENTS,
+            method: Method::POST,
+            summary: "Report an event on a run (info or warning, e.g. caching_ignored); it never changes a block \
+                      or fails the run. At most 1,000 per run and 120 a minute",
+            caller: Caller::Worker("runs:work"),
+            body: Some("{\"worker\", \"level\": \"info|warning\", \"code\", \"message\", \"block_uid\"?}"),
+            responses: &[
+                (201, "{id}"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes or run"),
+                (404, "no such run"),
+                (422, "a field that is not allowed"),
+                (429, "too many events for this run"),
+            ],
+        },
+        RouteDoc {
+            path: paths::API_BATCH_COMPLETE,
+            method: Method::POST,
+            summary: "Complete a batch: one entry per block of the batch, each with its result or its error; \
+                      a block with no entry is failed (and retried)",
+            caller: Caller::Worker("runs:work"),
+            body: Some("{\"worker\", \"results\": [{\"block_uid\", \"result\" or \"error\"}]}"),
+            responses: &[
+                (200, "{outcomes: [{block_uid, state, attempts}]}"),
+                (401, "no live worker token"),
+                (403, "outside the token's scopes or run"),
+                (404, "no such batch"),
+                (409, "the batch is not held by this token"),
+                (422, "a field that is not allowed"),
+            ],
+        },
     ]
 }
 
@@ -140,6 +190,19 @@ async fn worker_on_run(
     let id = run_id(raw_id)?;
     token.require(scope, Some(id))?;
     Ok((token, id))
+}
+
+/// [`worker_on_run`] for a POST from a worker: also its JSON body and the worker name in it.
+async fn worker_post(
+    db: &Db,
+    headers: &HeaderMap,
+    raw_id: &str,
+    body: &Bytes,
+) -> Result<(WorkerToken, i64, Map<String, Value>, WorkerName), AppError> {
+    let (token, id) = worker_on_run(db, headers, raw_id, Scope::RunsWork).await?;
+    let body = object(body)?;
+    let name = WorkerName::parse(string_field(&body, "worker")?)?;
+    Ok((token, id, body, name))
 }
 
 fn run_id(raw: &str) -> Result<i64, AppError> {
@@ -351,9 +414,7 @@ async fn claim(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let (token, id) = worker_on_run(&db, &headers, &id, Scope::RunsWork).await?;
-    let body = object(&body)?;
-    let name = WorkerName::parse(string_field(&body, "worker")?)?;
+    let (token, id, body, name) = worker_post(&db, &headers, &id, &body).await?;
     let lease = parse_lease(optional_int(&body, "lease_seconds")?)?;
     // Leases are measured on the database's clock, the one every instance shares.
     let claim = claims::claim(&db, id, Holder { token: token.id, worker: &name }, lease, db.now().await?).await?;
@@ -393,4 +454,70 @@ async fn fail(
     let (name, attempt, error) = report(&body, "error")?;
     let out = claims::fail(&db, id, &uid, Holder { token: token.id, worker: &name }, attempt, error).await?;
     Ok(Json(json!(out)).into_response())
+}
+
+/// `GET /api/v1/runs/{id}`: counts by state, worker reports and the workers seen.
+async fn progress(State(db): State<Db>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
+    let (_, id) = worker_on_run(&db, &headers, &id, Scope::SnapshotRead).await?;
+    Ok(Json(json!(server::run_progress(&db, id).await?)).into_response())
+}
+
+fn optional_string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, AppError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AppError::invalid(field, "must be a string")),
+    }
+}
+
+/// `POST /api/v1/runs/{id}/events` with `{"worker", "level", "code", "message", "block_uid"?}`.
+async fn report_event(
+    State(db): State<Db>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let (token, id, body, name) = worker_post(&db, &headers, &id, &body).await?;
+    let event = super::events::NewEvent::parse(
+        string_field(&body, "level")?,
+        string_field(&body, "code")?,
+        string_field(&body, "message")?,
+        optional_string(&body, "block_uid")?,
+    )?;
+    let event_id = super::events::record(&db, id, Holder { token: token.id, worker: &name }, &event).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": event_id }))).into_response())
+}
+
+/// `POST /api/v1/runs/{id}/batches/{batch_id}/complete` with
+/// `{"worker", "results": [{"block_uid", "result"} or {"block_uid", "error"}]}`.
+async fn complete_batch(
+    State(db): State<Db>,
+    Path((id, batch_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let (token, id, body, name) = worker_post(&db, &headers, &id, &body).await?;
+    let items = match body.get("results") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => return Err(AppError::invalid("results", "is required: one entry per block")),
+        Some(_) => return Err(AppError::invalid("results", "must be a list")),
+    };
+    let mut entries = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("results[{i}]");
+        let Value::Object(item) = item else {
+            return Err(AppError::invalid(&field, "must be an object with block_uid and result or error"));
+        };
+        let uid = string_field(item, "block_uid")
+            .map_err(|_| AppError::invalid(&format!("{field}.block_uid"), "must be a string"))?;
+        let outcome = match (optional_string(item, "result"), optional_string(item, "error")) {
+            (Ok(Some(r)), Ok(None)) => Ok(r.to_string()),
+            (Ok(None), Ok(Some(e))) => Err(e.to_string()),
+            _ => return Err(AppError::invalid(&field, "needs exactly one of result or error, as a string")),
+        };
+        entries.push(claims::BatchEntry { block_uid: uid.to_string(), outcome });
+    }
+    let outcomes =
+        claims::complete_batch(&db, id, &batch_id, Holder { token: token.id, worker: &name }, &entries).await?;
+    Ok(Json(json!({ "outcomes": outcomes })).into_response())
 }

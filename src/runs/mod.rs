@@ -4,6 +4,13 @@
 //! API in `http.rs`; the reference worker in `worker.rs`.
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod batching;
+#[cfg(feature = "ssr")]
+pub mod events;
+#[cfg(feature = "ssr")]
+pub mod fleet;
+pub mod fleet_view;
 pub mod snapshot;
 pub mod types;
 
@@ -15,6 +22,8 @@ pub mod cli;
 pub mod http;
 #[cfg(feature = "ssr")]
 pub mod input;
+#[cfg(feature = "ssr")]
+pub mod provider;
 #[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
@@ -100,6 +109,7 @@ pub fn RunsPage() -> impl IntoView {
     view! {
         <section class="runs" data-testid="runs-page">
             <h1>"Runs"</h1>
+            {fleet_link()}
             <div class="run-form">
                 <ActionForm action=create>
                     <label for="run-text">"Text to process: one block per paragraph (separate blocks with a blank line)"</label>
@@ -322,6 +332,28 @@ pub fn RunPage() -> impl IntoView {
     }
 }
 
+/// For superusers: the fleet page.
+fn fleet_link() -> impl IntoView {
+    let auth = use_context::<crate::auth::Auth>()?;
+    Some(view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let superuser = matches!(
+                    auth.user.await, Ok(Some(u)) if u.role == crate::auth::types::Role::Superuser
+                );
+                superuser
+                    .then(|| {
+                        view! {
+                            <p>
+                                <A href=crate::paths::FLEET>"Fleet: the workers and what they hold"</A>
+                            </p>
+                        }
+                    })
+            })}
+        </Transition>
+    })
+}
+
 /// For superusers: the run's snapshot beside today's policy on the revisions page, where it can
 /// be restored.
 fn compare_link(run_id: i64) -> impl IntoView {
@@ -351,10 +383,24 @@ fn compare_link(run_id: i64) -> impl IntoView {
     })
 }
 
+/// Seconds between two reads of an active run's page.
+const POLL_SECS: u64 = 2;
+
 #[component]
 fn RunView(detail: RunDetail) -> impl IntoView {
     let s = detail.summary;
     let c = detail.counts;
+    let active = matches!(s.status, self::types::RunStatus::Pending | self::types::RunStatus::Running);
+    // While the run is active the page reads it again every few seconds, in place (the
+    // Transition keeps the current view until the new one is ready). Without JavaScript the
+    // page is as fresh as its last load.
+    #[cfg(feature = "hydrate")]
+    if active {
+        let RunsData { run, .. } = expect_context::<RunsData>();
+        if let Ok(handle) = set_timeout_with_handle(move || run.refetch(), std::time::Duration::from_secs(POLL_SECS)) {
+            on_cleanup(move || handle.clear());
+        }
+    }
     let finished = c.done + c.failed;
     let drifted = detail.keys.iter().filter(|k| k.drift).count();
     let compare = compare_link(s.id);
@@ -384,6 +430,16 @@ fn RunView(detail: RunDetail) -> impl IntoView {
         <p data-testid="run-counts">
             {format!("{} done, {} failed, {} claimed, {} pending", c.done, c.failed, c.claimed, c.pending)}
         </p>
+        {active
+            .then(|| {
+                view! {
+                    <p class="summary" data-testid="run-live">
+                        {format!("In progress: this page updates itself every {POLL_SECS} seconds.")}
+                    </p>
+                }
+            })}
+        <RunEvents events=detail.events />
+        <RunWorkers workers=detail.workers />
         <RunFiles files=detail.files />
         <RunBlocks blocks=detail.blocks total=s.block_count />
         <h2>"Policy snapshot"</h2>
@@ -452,6 +508,16 @@ fn RunView(detail: RunDetail) -> impl IntoView {
     }
 }
 
+/// A table's header row.
+pub(crate) fn table_head(columns: &[&'static str]) -> impl IntoView {
+    let cells = columns.iter().map(|c| view! { <th scope="col">{*c}</th> }).collect_view();
+    view! {
+        <thead>
+            <tr>{cells}</tr>
+        </thead>
+    }
+}
+
 /// The documents a run was made from, with their block counts.
 #[component]
 fn RunFiles(files: Vec<self::types::RunFileView>) -> impl IntoView {
@@ -459,14 +525,7 @@ fn RunFiles(files: Vec<self::types::RunFileView>) -> impl IntoView {
         view! {
             <h2>"Files"</h2>
             <table class="runs-table" data-testid="run-files-table">
-                <thead>
-                    <tr>
-                        <th scope="col">"File"</th>
-                        <th scope="col">"Size (bytes)"</th>
-                        <th scope="col">"Blocks"</th>
-                        <th scope="col">"SHA-256"</th>
-                    </tr>
-                </thead>
+                {table_head(&["File", "Size (bytes)", "Blocks", "SHA-256"])}
                 <tbody>
                     {files
                         .into_iter()
@@ -498,14 +557,7 @@ fn RunBlocks(blocks: Vec<self::types::BlockView>, total: i64) -> impl IntoView {
         <h2>"Blocks"</h2>
         {(shown < total).then(|| view! { <p class="summary">{format!("The first {shown} of {total} blocks.")}</p> })}
         <table class="runs-table" data-testid="run-blocks-table">
-            <thead>
-                <tr>
-                    <th scope="col">"#"</th>
-                    <th scope="col">"From"</th>
-                    <th scope="col">"State"</th>
-                    <th scope="col">"Text"</th>
-                </tr>
-            </thead>
+            {table_head(&["#", "From", "State", "Text", "Result produced with"])}
             <tbody>
                 {blocks
                     .into_iter()
@@ -522,6 +574,7 @@ fn RunBlocks(blocks: Vec<self::types::BlockView>, total: i64) -> impl IntoView {
                                     <span class=format!("status status--{}", b.state)>{b.state.as_str()}</span>
                                 </td>
                                 <td class="block-preview">{b.preview}</td>
+                                <td>{b.produced_by.unwrap_or_default()}</td>
                             </tr>
                         }
                     })
@@ -529,4 +582,79 @@ fn RunBlocks(blocks: Vec<self::types::BlockView>, total: i64) -> impl IntoView {
             </tbody>
         </table>
     }
+}
+
+/// What workers reported on the run, by code: how many, and the latest.
+#[component]
+fn RunEvents(events: Vec<self::types::EventSummary>) -> impl IntoView {
+    view! {
+        <h2>"Worker reports"</h2>
+        {if events.is_empty() {
+            view! { <p class="summary" data-testid="run-events-empty">"No reports from workers."</p> }.into_any()
+        } else {
+            view! {
+                <p class="summary">"Warnings never fail a run; they say where the policy was not fully applied."</p>
+                <table class="runs-table" data-testid="run-events-table">
+                    {table_head(&["Code", "Level", "Count", "Latest"])}
+                    <tbody>
+                        {events
+                            .into_iter()
+                            .map(|e| {
+                                let code = e.code.clone();
+                                view! {
+                                    <tr data-testid=format!("run-event-{code}")>
+                                        <td>
+                                            <code>{e.code}</code>
+                                        </td>
+                                        <td>
+                                            <span class=format!("level level--{}", e.level.as_str())>{e.level.as_str()}</span>
+                                        </td>
+                                        <td data-testid=format!("run-event-count-{code}")>{e.count}</td>
+                                        <td>
+                                            {format!(
+                                                "{} ({} by {}{})",
+                                                e.latest_message,
+                                                e.latest_at,
+                                                e.latest_worker,
+                                                e.latest_block_uid.map(|b| format!(", block {b}")).unwrap_or_default(),
+                                            )}
+                                        </td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view()}
+                    </tbody>
+                </table>
+            }
+                .into_any()
+        }}
+    }
+}
+
+/// The workers that claimed, completed or reported on the run.
+#[component]
+fn RunWorkers(workers: Vec<self::types::WorkerSeen>) -> impl IntoView {
+    (!workers.is_empty()).then(|| {
+        view! {
+            <h2>"Workers"</h2>
+            <table class="runs-table" data-testid="run-workers-table">
+                {table_head(&["Worker", "Token", "First seen (UTC)", "Last seen (UTC)"])}
+                <tbody>
+                    {workers
+                        .into_iter()
+                        .map(|w| {
+                            view! {
+                                <tr>
+                                    <td>{w.worker}</td>
+                                    <td>{w.token}</td>
+                                    <td>{w.first_seen_at}</td>
+                                    <td>{w.last_seen_at}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        }
+    })
 }

@@ -9,7 +9,8 @@ use sqlx::Row;
 use super::input::NewBlocks;
 use super::snapshot::Snapshot;
 use super::types::{
-    BlockCounts, BlockState, BlockView, CreatedRun, RunDetail, RunFileView, RunStatus, RunSummary, SnapshotKeyView,
+    BlockCounts, BlockState, BlockView, CreatedRun, RunDetail, RunFileView, RunProgress, RunStatus, RunSummary,
+    SnapshotKeyView,
 };
 use super::upload::{check_sizes, extract_all, FileBlocks, UploadLimits, UploadedFile};
 use crate::auth::types::{AuthUser, Role};
@@ -293,21 +294,7 @@ pub async fn run_detail(store: &PolicyStore, viewer: &AuthUser, run_id: i64) -> 
     let text: String = row.try_get("policy_snapshot")?;
     let snapshot = parse_snapshot(run_id, &text)?;
 
-    let mut counts = BlockCounts::default();
-    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM blocks WHERE run_id = $1 GROUP BY state")
-        .bind(run_id)
-        .fetch_all(&db.pool)
-        .await?;
-    for r in rows {
-        let n: i64 = r.try_get("n")?;
-        match BlockState::parse(&r.try_get::<String, _>("state")?) {
-            Some(BlockState::Pending) => counts.pending = n,
-            Some(BlockState::Claimed) => counts.claimed = n,
-            Some(BlockState::Done) => counts.done = n,
-            Some(BlockState::Failed) => counts.failed = n,
-            None => {}
-        }
-    }
+    let counts = block_counts(db, run_id).await?;
 
     let today = store.resolve().await?;
     let keys = snapshot
@@ -350,7 +337,52 @@ pub async fn run_detail(store: &PolicyStore, viewer: &AuthUser, run_id: i64) -> 
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let blocks = block_views(db, run_id, &files).await?;
-    Ok(RunDetail { summary, counts, snapshot_sha256: row.try_get("snapshot_sha256")?, keys, files, blocks })
+    Ok(RunDetail {
+        summary,
+        counts,
+        snapshot_sha256: row.try_get("snapshot_sha256")?,
+        keys,
+        files,
+        blocks,
+        events: super::events::summary(db, run_id).await?,
+        workers: super::events::workers(db, run_id).await?,
+    })
+}
+
+/// A run's blocks by state.
+async fn block_counts(db: &Db, run_id: i64) -> Result<BlockCounts, AppError> {
+    let mut counts = BlockCounts::default();
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM blocks WHERE run_id = $1 GROUP BY state")
+        .bind(run_id)
+        .fetch_all(&db.pool)
+        .await?;
+    for r in rows {
+        let n: i64 = r.try_get("n")?;
+        match BlockState::parse(&r.try_get::<String, _>("state")?) {
+            Some(BlockState::Pending) => counts.pending = n,
+            Some(BlockState::Claimed) => counts.claimed = n,
+            Some(BlockState::Done) => counts.done = n,
+            Some(BlockState::Failed) => counts.failed = n,
+            None => {}
+        }
+    }
+    Ok(counts)
+}
+
+/// A run's progress for the worker API: its counts, worker reports and the workers seen.
+pub async fn run_progress(db: &Db, run_id: i64) -> Result<RunProgress, AppError> {
+    let row = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS}, snapshot_sha256 FROM runs WHERE id = $1"))
+        .bind(run_id)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| no_run(run_id))?;
+    Ok(RunProgress {
+        run: summary_from_row(&row)?,
+        counts: block_counts(db, run_id).await?,
+        snapshot_sha256: row.try_get("snapshot_sha256")?,
+        events: super::events::summary(db, run_id).await?,
+        workers: super::events::workers(db, run_id).await?,
+    })
 }
 
 /// The first [`BLOCKS_SHOWN`] blocks of a run, for its page.
@@ -358,7 +390,8 @@ pub const BLOCKS_SHOWN: i64 = 200;
 
 async fn block_views(db: &Db, run_id: i64, files: &[RunFileView]) -> Result<Vec<BlockView>, AppError> {
     let rows = sqlx::query(
-        "SELECT block_uid, block_index, text, state, attempts, file_index, file_position FROM blocks
+        "SELECT block_uid, block_index, text, state, attempts, file_index, file_position,
+             result_model, result_temperature, result_max_tokens FROM blocks
          WHERE run_id = $1 ORDER BY block_index LIMIT $2",
     )
     .bind(run_id)
@@ -369,7 +402,18 @@ async fn block_views(db: &Db, run_id: i64, files: &[RunFileView]) -> Result<Vec<
         .map(|r| {
             let file_index: Option<i64> = r.try_get("file_index")?;
             let text: String = r.try_get("text")?;
+            let model: Option<String> = r.try_get("result_model")?;
+            let temperature: Option<String> = r.try_get("result_temperature")?;
+            let max_tokens: Option<i64> = r.try_get("result_max_tokens")?;
+            let produced_by = model.map(|m| {
+                format!(
+                    "{m}, temperature {}, max tokens {}",
+                    temperature.unwrap_or_default(),
+                    max_tokens.map(|n| n.to_string()).unwrap_or_default()
+                )
+            });
             Ok(BlockView {
+                produced_by,
                 block_uid: r.try_get("block_uid")?,
                 block_index: r.try_get("block_index")?,
                 state: parse_stored("blocks.state", &r.try_get::<String, _>("state")?, BlockState::parse)?,

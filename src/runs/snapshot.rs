@@ -75,6 +75,42 @@ impl Snapshot {
             .unwrap_or_else(|| BLOCK_TEXT_PLACEHOLDER.to_string())
     }
 
+    /// The model a result is produced with.
+    pub fn model(&self) -> String {
+        self.value(keys::DEFAULT_MODEL).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+
+    /// The temperature as its canonical JSON text (`0.3`).
+    pub fn temperature_text(&self) -> String {
+        self.value(keys::DEFAULT_TEMPERATURE)
+            .map(|v| crate::policy::value::canonical_json(&v.to_json()))
+            .unwrap_or_default()
+    }
+
+    pub fn max_tokens(&self) -> i64 {
+        self.value(keys::DEFAULT_MAX_TOKENS).and_then(|v| v.as_int()).unwrap_or(4096).max(1)
+    }
+
+    pub fn batching(&self) -> bool {
+        self.value(keys::BATCHING).and_then(|v| v.as_bool()).unwrap_or(false)
+    }
+
+    /// `worker.batching.safety_margin` in hundredths (20 for 0.2).
+    pub fn batching_margin_hundredths(&self) -> i64 {
+        match self.value(keys::BATCHING_SAFETY_MARGIN) {
+            Some(PolicyValue::Hundredths(h)) => h.clamp(0, 99),
+            _ => 20,
+        }
+    }
+
+    pub fn prompt_caching(&self) -> bool {
+        self.value(keys::PROMPT_CACHING).and_then(|v| v.as_bool()).unwrap_or(false)
+    }
+
+    pub fn system_prompt(&self) -> String {
+        self.value(keys::SYSTEM_PROMPT).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+
     /// Every key by name with its value: the form a worker reads.
     pub fn values(&self) -> serde_json::Map<String, Json> {
         self.keys.iter().map(|k| (k.key.clone(), k.value.clone())).collect()

@@ -136,6 +136,8 @@ pub struct BlockView {
     pub position: Option<i64>,
     /// The start of its text.
     pub preview: String,
+    /// For a result: the model, temperature and max tokens the run's snapshot gave it.
+    pub produced_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +150,10 @@ pub struct RunDetail {
     pub files: Vec<RunFileView>,
     /// The first blocks, in block_index order.
     pub blocks: Vec<BlockView>,
+    /// Worker reports by code, warnings first.
+    pub events: Vec<EventSummary>,
+    /// Workers seen on the run, most recent first.
+    pub workers: Vec<WorkerSeen>,
 }
 
 /// A run just created.
@@ -169,12 +175,38 @@ pub struct ClaimedBlock {
     pub attempt: i64,
 }
 
+/// Blocks of a claim packed into one model call (when the snapshot enables batching).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Names the batch when it is completed.
+    pub batch_id: String,
+    /// Its blocks, in claim order.
+    pub block_uids: Vec<String>,
+    /// The blocks' estimated tokens together (characters / 4, rounded up, per block).
+    pub estimated_tokens: i64,
+    /// The most a batch may hold: models.platform_default_max_tokens × (1 − worker.batching.safety_margin).
+    pub budget: i64,
+}
+
+/// What became of one block of a batch completion: `state` None when its lease had expired
+/// and another claim holds it now (the result was not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    pub block_uid: String,
+    pub state: Option<BlockState>,
+    pub attempts: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
     pub run_id: i64,
     /// The snapshot's `worker.claim_batch_size`: the most blocks one claim returns.
     pub batch_size: i64,
     pub blocks: Vec<ClaimedBlock>,
+    /// The blocks packed into model calls, when the snapshot enables batching (else empty:
+    /// each block is completed on its own).
+    #[serde(default)]
+    pub batches: Vec<Batch>,
     pub lease_expires_at: String,
     pub snapshot_sha256: String,
     /// True once every block is done or failed: nothing will ever be claimable again.
@@ -188,6 +220,90 @@ pub struct BlockOutcome {
     /// `done`, `pending` (to be retried) or `failed` (no retries left).
     pub state: BlockState,
     pub attempts: i64,
+}
+
+/// How much a worker's report matters: neither ever fails a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventLevel {
+    Info,
+    Warning,
+}
+
+impl EventLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventLevel::Info => "info",
+            EventLevel::Warning => "warning",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventLevel> {
+        [EventLevel::Info, EventLevel::Warning].into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+/// Events of one code on a run: how many, and the latest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub code: String,
+    pub level: EventLevel,
+    pub count: i64,
+    pub latest_message: String,
+    pub latest_at: String,
+    pub latest_block_uid: Option<String>,
+    pub latest_worker: String,
+}
+
+/// A worker seen on a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerSeen {
+    pub worker: String,
+    pub token: String,
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+}
+
+/// A run a worker holds claims in, on the fleet page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetRun {
+    pub run_id: i64,
+    pub status: RunStatus,
+    /// The policy revision the run's snapshot was taken at.
+    pub policy_revision: i64,
+    /// Blocks this worker holds under a live lease.
+    pub held_blocks: i64,
+    /// Keys whose snapshot value differs from today's baseline (empty: the run follows it).
+    pub differing_keys: Vec<String>,
+}
+
+/// A worker seen in the last hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetWorker {
+    pub worker: String,
+    pub token: String,
+    pub last_seen_at: String,
+    pub runs: Vec<FleetRun>,
+}
+
+/// The fleet page: workers seen since `since`, and today's policy revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fleet {
+    pub since: String,
+    pub baseline_revision: i64,
+    pub workers: Vec<FleetWorker>,
+}
+
+/// A run's progress as the worker API gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProgress {
+    pub run: RunSummary,
+    pub counts: BlockCounts,
+    pub snapshot_sha256: String,
+    /// Worker reports by code, warnings first.
+    pub events: Vec<EventSummary>,
+    /// Workers seen on the run, most recent first.
+    pub workers: Vec<WorkerSeen>,
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
-//! The reference worker: reads a run's snapshot over the API, claims batches of blocks and
-//! "processes" each by rendering the snapshot's `worker.default_block_prompt` with the block's
-//! text. It calls no model (that is outside this product); the rendered prompt is stored as the
-//! block's result, so anyone can see which snapshot a block was processed under.
+//! The reference worker: reads a run's snapshot over the API, claims blocks and "processes"
+//! them through the built-in provider (`provider.rs`), which renders the request a model would
+//! get (the snapshot's model, temperature, max tokens, system prompt and
+//! `worker.default_block_prompt` with each block's text) and answers each block with its
+//! rendered prompt. It calls no model (that is outside this product); the rendered prompt is
+//! stored as the block's result, so anyone can see which snapshot a block was processed under.
+//!
+//! When the claim packs blocks into batches (the snapshot's `worker.batching.enabled`), each
+//! batch is one provider call and one batch completion. When the snapshot enables prompt caching
+//! and the provider reports that it did not apply it, the worker reports a `caching_ignored`
+//! warning on the run, once, and carries on: a warning never fails a run.
 //!
 //! The HTTP client is reqwest over rustls (HTTP or HTTPS; the system's root certificates plus an
 //! optional extra CA file), with connect and read timeouts, and retries with exponential backoff
@@ -15,8 +22,9 @@ use axum::http::{header, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+use super::provider::{BuiltinProvider, ModelRequest};
 use super::snapshot::{render_block_prompt, Snapshot};
-use super::types::{BlockOutcome, Claim};
+use super::types::{BatchOutcome, BlockOutcome, BlockState, Claim, ClaimedBlock};
 use crate::error::AppError;
 use crate::paths;
 
@@ -36,6 +44,8 @@ pub struct WorkerConfig {
     pub idle_wait: Duration,
     /// Timeouts, retries and trust for the HTTP client.
     pub client: ClientOptions,
+    /// The built-in provider answers as one that does not apply prompt caching.
+    pub provider_ignores_caching: bool,
 }
 
 /// How the worker's HTTP client connects, waits and retries.
@@ -106,6 +116,10 @@ pub struct WorkerReport {
     pub batches: Vec<usize>,
     /// `(block_uid, block_index)` of every block this worker completed.
     pub completed: Vec<(String, i64)>,
+    /// Provider calls made (one per batch when batching, else one per block).
+    pub provider_calls: usize,
+    /// Warnings reported on the run (`caching_ignored`).
+    pub warnings: Vec<String>,
 }
 
 /// A client for the worker API.
@@ -300,6 +314,42 @@ impl ApiClient {
         self.send(Method::POST, &path, Some(&body)).await?.expect(StatusCode::OK, "completing a block")?.json()
     }
 
+    /// Completes a batch with one entry per block.
+    pub async fn complete_batch(
+        &self,
+        run_id: i64,
+        batch_id: &str,
+        worker: &str,
+        results: &[(String, String)],
+    ) -> Result<Vec<BatchOutcome>, AppError> {
+        let results: Vec<Value> =
+            results.iter().map(|(uid, result)| json!({ "block_uid": uid, "result": result })).collect();
+        let body = json!({ "worker": worker, "results": results });
+        let path = paths::api_batch_complete(run_id, batch_id);
+        let res = self.send(Method::POST, &path, Some(&body)).await?.expect(StatusCode::OK, "completing a batch")?;
+        let body: Value = res.json()?;
+        serde_json::from_value(body.get("outcomes").cloned().unwrap_or(Value::Null))
+            .map_err(|e| AppError::Internal(format!("a batch completion's answer does not parse: {e}")))
+    }
+
+    /// Reports an event on a run.
+    pub async fn event(
+        &self,
+        run_id: i64,
+        worker: &str,
+        level: &str,
+        code: &str,
+        message: &str,
+        block_uid: Option<&str>,
+    ) -> Result<(), AppError> {
+        let body =
+            json!({ "worker": worker, "level": level, "code": code, "message": message, "block_uid": block_uid });
+        self.send(Method::POST, &paths::api_run_events(run_id), Some(&body))
+            .await?
+            .expect(StatusCode::CREATED, "reporting an event")?;
+        Ok(())
+    }
+
     pub async fn fail(
         &self,
         run_id: i64,
@@ -396,6 +446,7 @@ pub fn process_block(snapshot: &Snapshot, block_text: &str) -> String {
 pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, AppError> {
     let client = ApiClient::with_options(&config.server, &config.token, config.client.clone())?;
     let (snapshot, sha) = client.snapshot(config.run_id).await?;
+    let provider = BuiltinProvider { ignores_caching: config.provider_ignores_caching };
     let mut report = WorkerReport { snapshot_sha256: sha.clone(), ..Default::default() };
     loop {
         let claim = client.claim(config.run_id, &config.name, config.lease_seconds).await?;
@@ -414,18 +465,81 @@ pub async fn run(config: &WorkerConfig) -> Result<WorkerReport, AppError> {
             continue;
         }
         report.batches.push(claim.blocks.len());
-        for block in &claim.blocks {
-            let result = process_block(&snapshot, &block.text);
-            match client.complete(config.run_id, &block.block_uid, &config.name, block.attempt, &result).await {
-                Ok(_) => report.completed.push((block.block_uid.clone(), block.block_index)),
-                // The lease ran out and another worker holds the block now: it is theirs.
-                Err(e @ AppError::Conflict(_)) => {
-                    tracing::warn!(run = config.run_id, block = %block.block_uid, "lost the claim: {e}");
+        // The claim's batches, or each block on its own when the snapshot does not batch.
+        let groups: Vec<(Option<&str>, Vec<&ClaimedBlock>)> = if claim.batches.is_empty() {
+            claim.blocks.iter().map(|b| (None, vec![b])).collect()
+        } else {
+            claim
+                .batches
+                .iter()
+                .map(|batch| {
+                    let members = batch
+                        .block_uids
+                        .iter()
+                        .filter_map(|uid| claim.blocks.iter().find(|b| &b.block_uid == uid))
+                        .collect();
+                    (Some(batch.batch_id.as_str()), members)
+                })
+                .collect()
+        };
+        for (batch_id, members) in groups {
+            let texts: Vec<&str> = members.iter().map(|b| b.text.as_str()).collect();
+            let request = ModelRequest::render(&snapshot, &texts);
+            let reply = provider.call(&request);
+            report.provider_calls += 1;
+            if reply.cache_applied == Some(false) && report.warnings.is_empty() {
+                warn_caching_ignored(&client, config, members.first().map(|b| b.block_uid.as_str()), &mut report).await;
+            }
+            match batch_id {
+                Some(batch_id) => {
+                    let results: Vec<(String, String)> =
+                        members.iter().map(|b| b.block_uid.clone()).zip(reply.outputs.iter().cloned()).collect();
+                    match client.complete_batch(config.run_id, batch_id, &config.name, &results).await {
+                        Ok(outcomes) => {
+                            for o in outcomes.iter().filter(|o| o.state == Some(BlockState::Done)) {
+                                if let Some(b) = members.iter().find(|b| b.block_uid == o.block_uid) {
+                                    report.completed.push((b.block_uid.clone(), b.block_index));
+                                }
+                            }
+                        }
+                        // Every lease of the batch ran out and other workers hold its blocks now.
+                        Err(e @ (AppError::Conflict(_) | AppError::NotFound(_))) => {
+                            tracing::warn!(run = config.run_id, batch = batch_id, "lost the batch: {e}");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e) => return Err(e),
+                None => {
+                    let block = members[0];
+                    let result = reply.outputs.first().cloned().unwrap_or_default();
+                    match client.complete(config.run_id, &block.block_uid, &config.name, block.attempt, &result).await {
+                        Ok(_) => report.completed.push((block.block_uid.clone(), block.block_index)),
+                        // The lease ran out and another worker holds the block now: it is theirs.
+                        Err(e @ AppError::Conflict(_)) => {
+                            tracing::warn!(run = config.run_id, block = %block.block_uid, "lost the claim: {e}");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
     }
+}
+
+/// Reports that the provider did not apply prompt caching. A report that cannot be sent is
+/// logged and the run goes on: a warning never fails a run.
+async fn warn_caching_ignored(
+    client: &ApiClient,
+    config: &WorkerConfig,
+    block: Option<&str>,
+    report: &mut WorkerReport,
+) {
+    let message = "The provider did not apply prompt caching to the system prompt; requests go on uncached.";
+    match client.event(config.run_id, &config.name, "warning", "caching_ignored", message, block).await {
+        Ok(()) => report.warnings.push("caching_ignored".into()),
+        Err(e) => tracing::warn!(run = config.run_id, "could not report caching_ignored: {e}"),
+    }
+    tracing::warn!(run = config.run_id, "{message}");
 }
 
 #[cfg(test)]

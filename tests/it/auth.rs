@@ -282,6 +282,8 @@ const SERVER_FN_CASES: &[Case] = &[
     Case { path: "/api/list_runs", body: "", anonymous: 401, member: 200, superuser: 200 },
     Case { path: "/api/get_run", body: "id=1", anonymous: 401, member: 404, superuser: 404 },
     Case { path: "/api/create_run", body: "text=", anonymous: 401, member: 422, superuser: 422 },
+    // The fleet: superusers only.
+    Case { path: "/api/fleet", body: "", anonymous: 401, member: 403, superuser: 200 },
 ];
 
 /// Pages with an access rule: the status each caller gets.
@@ -314,6 +316,9 @@ const API_CASES: &[(&str, u16, u16, u16)] = &[
     // The run list's upload form: a browser is sent to sign in, or back to the list with the
     // error (an empty body holds no file).
     (paths::RUNS_UPLOAD, 303, 303, 303),
+    (paths::API_RUN, 401, 401, 401),
+    (paths::API_RUN_EVENTS, 401, 401, 401),
+    (paths::API_BATCH_COMPLETE, 401, 401, 401),
     // The policy API: a bearer API token or a superuser's session (the literal `{key}` is no key).
     (paths::API_POLICY, 401, 403, 200),
     (paths::API_POLICY_KEY, 401, 403, 404),
@@ -348,6 +353,9 @@ const TOKEN_API_CASES: &[(&str, Option<Method>, u16, u16)] = &[
     (paths::API_BLOCK_FAIL, None, 422, 401),
     // The upload form takes a session only.
     (paths::RUNS_UPLOAD, None, 303, 303),
+    (paths::API_RUN, None, 422, 401),
+    (paths::API_RUN_EVENTS, None, 422, 401),
+    (paths::API_BATCH_COMPLETE, None, 422, 401),
     // Reads of the baseline take a worker token only with policy:read; writes never take one.
     (paths::API_POLICY, None, 403, 200),
     (paths::API_POLICY_KEY, Some(Method::GET), 403, 404),

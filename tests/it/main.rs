@@ -7,6 +7,7 @@
 mod helpers;
 
 mod auth;
+mod batches;
 mod change_sets;
 mod cli;
 mod layers;

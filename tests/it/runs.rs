@@ -61,6 +61,7 @@ fn worker_config(base: &str, token: &str, run_id: i64, name: &str) -> WorkerConf
         lease_seconds: Some(60),
         idle_wait: Duration::from_millis(50),
         client: ClientOptions::default(),
+        provider_ignores_caching: false,
     }
 }
 
@@ -693,7 +694,10 @@ async fn the_worker_command_finishes_a_run_over_http() {
     .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with(&format!("run {}: 12 blocks in 2 batches by cli-1", run.id)), "{text}");
+    assert!(
+        text.starts_with(&format!("run {}: 12 blocks in 2 claims and 12 provider calls by cli-1", run.id)),
+        "{text}"
+    );
     assert!(blocks(&t, run.id).await.iter().all(|b| b.2 == "done" && b.4.as_deref() == Some("cli-1")));
 
     // A bad token: one line, exit 1, nothing claimed.

@@ -162,7 +162,10 @@ async fn run_blocks(t: &helpers::TestDb, run: i64) -> Vec<(Option<i64>, Option<i
         .collect()
 }
 
-fn six_files() -> Vec<(&'static str, Vec<u8>)> {
+/// Files by name, as an upload sends them.
+type NamedFiles = Vec<(&'static str, Vec<u8>)>;
+
+fn six_files() -> NamedFiles {
     vec![
         ("notes.txt", b"First paragraph\nstill first.\n\nSecond paragraph.\n".to_vec()),
         ("readme.md", b"# Title\n\nBody text.".to_vec()),
@@ -292,7 +295,7 @@ on_both_backends!(content_that_is_not_its_extension_is_refused_by_name, |t| {
     let base = spawn_app(&t).await;
     let token = create_token(&t.db, &TokenName::parse("uploader").unwrap(), &Grant::all()).await.unwrap();
     let before = stored(&t).await;
-    let cases: Vec<(Vec<(&str, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(NamedFiles, &str)> = vec![
         (
             vec![("ok.txt", b"fine".to_vec()), ("fake.pdf", b"just some text".to_vec())],
             "files: \"fake.pdf\" is not a PDF",

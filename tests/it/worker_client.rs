@@ -222,6 +222,7 @@ async fn a_worker_finishes_a_run_through_a_gateway_that_refuses_every_third_requ
         lease_seconds: Some(60),
         idle_wait: Duration::from_millis(20),
         client: ClientOptions { read_timeout: Duration::from_secs(10), ..quick(3) },
+        provider_ignores_caching: false,
     };
     let report = tokio::time::timeout(Duration::from_secs(60), worker::run(&config)).await.unwrap().unwrap();
     let mut indexes: Vec<i64> = report.completed.iter().map(|(_, i)| *i).collect();

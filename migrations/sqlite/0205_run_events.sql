@@ -1,0 +1,36 @@
+-- What workers report about a run (PRODUCT.md: a provider that ignores caching is a warning,
+-- never a failure), who has worked on it, and which policy produced each block's result.
+CREATE TABLE run_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    level TEXT NOT NULL CHECK (level IN ('info', 'warning')),
+    -- A short machine-readable name such as caching_ignored.
+    code TEXT NOT NULL CHECK (length(code) BETWEEN 1 AND 64),
+    message TEXT NOT NULL CHECK (length(message) <= 1000),
+    block_uid TEXT NULL,
+    -- The worker name and the token it reported with.
+    worker TEXT NOT NULL,
+    token_id INTEGER NULL
+);
+CREATE INDEX run_events_run ON run_events (run_id, id);
+
+-- Every (run, token, worker name) that claimed, completed, failed or reported, and when.
+CREATE TABLE run_workers (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    token_id INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, token_id, worker)
+);
+CREATE INDEX run_workers_seen ON run_workers (last_seen_at);
+
+-- The model, temperature and max tokens the run's snapshot gave a block when its result was
+-- stored, so a reader of a result can tell which policy produced it.
+ALTER TABLE blocks ADD COLUMN result_model TEXT NULL;
+ALTER TABLE blocks ADD COLUMN result_temperature TEXT NULL;
+ALTER TABLE blocks ADD COLUMN result_max_tokens INTEGER NULL;
+-- The batch a claim packed the block into (when the snapshot enables batching): completing a
+-- batch names it, and a block claimed again gets a new one.
+ALTER TABLE blocks ADD COLUMN batch_id TEXT NULL;
