@@ -381,7 +381,7 @@ pub static REGISTRY: &[KeySpec] = &[
         category: Category::Upload,
         label: "Allowed file extensions",
         scope: "File extensions accepted for upload, lower-case and without the dot.",
-        non_scope: "Does not inspect file contents.",
+        non_scope: "Does not relax the content check: a file must also be what its extension says.",
         control: Control::TagList,
         kind: Kind::Extensions { min_items: 1, max_items: 50 },
         default: || {
