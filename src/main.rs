@@ -61,6 +61,9 @@ enum Command {
     Run(RunCommand),
     /// Run the reference worker on one run over the HTTP API.
     Worker(WorkerArgs),
+    /// Used by the server: reads uploaded files on stdin and writes their text blocks.
+    #[command(hide = true)]
+    ExtractText,
 }
 
 fn main() -> ExitCode {
@@ -113,6 +116,9 @@ fn main() -> ExitCode {
         }
     }
 
+    if let Some(Command::ExtractText) = cli.command {
+        return runtime_policy::runs::upload::extract_main();
+    }
     let args = cli.config.clone();
     let config = Config::from_lookup(|name| args.get(name));
     if let Some(Command::Config) = cli.command {
@@ -153,6 +159,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Uploaded documents are read in a child process under limits (`runs/upload.rs`).
+fn isolate_extraction() -> Result<(), AppError> {
+    runtime_policy::runs::upload::isolate_extraction(runtime_policy::runs::upload::Isolation::current_exe()?);
+    Ok(())
+}
+
 /// Writes to stdout; a closed pipe (`… | head`) is not an error worth a panic.
 fn write_out(text: &str) {
     use std::io::Write;
@@ -164,7 +176,10 @@ fn write_out(text: &str) {
 async fn run(command: Command, config: Config) -> Result<String, AppError> {
     let open = || Db::open(&config.database_url);
     match command {
-        Command::Serve => runtime_policy::web::serve(config.clone()).await.map(|()| String::new()),
+        Command::Serve => {
+            isolate_extraction()?;
+            runtime_policy::web::serve(config.clone()).await.map(|()| String::new())
+        }
         Command::Config => Ok(String::new()),
         Command::Openapi => serde_json::to_string_pretty(&runtime_policy::web::openapi_document())
             .map(|t| t + "\n")
@@ -186,9 +201,12 @@ async fn run(command: Command, config: Config) -> Result<String, AppError> {
             runtime_policy::policy::cli::webhook(cmd, &PolicyStore::from_process_env(open().await?)).await
         }
         Command::Run(RunCommand::Create { blocks, file }) => {
+            isolate_extraction()?;
             let source = runtime_policy::runs::cli::read_source(blocks, file)?;
             runtime_policy::runs::cli::run(source, &PolicyStore::from_process_env(open().await?)).await
         }
         Command::Worker(args) => runtime_policy::runs::cli::worker(args).await,
+        // Handled before the configuration is read.
+        Command::ExtractText => Ok(String::new()),
     }
 }

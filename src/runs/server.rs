@@ -12,7 +12,7 @@ use super::types::{
     BlockCounts, BlockState, BlockView, CreatedRun, RunDetail, RunFileView, RunProgress, RunStatus, RunSummary,
     SnapshotKeyView,
 };
-use super::upload::{check_sizes, extract_all, FileBlocks, UploadLimits, UploadedFile};
+use super::upload::{check_sizes, extract_files, FileBlocks, UploadLimits, UploadedFile};
 use crate::auth::types::{AuthUser, Role};
 use crate::config::Backend;
 use crate::db::{format_ts, parse_stored, sha256_hex, Db};
@@ -63,10 +63,7 @@ pub async fn create_run_from_upload(
     check_sizes(&files)?;
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
     UploadLimits::from_resolved(&store.resolve().await?).check(&names)?;
-    let extracted = tokio::task::spawn_blocking(move || extract_all(&files)).await.map_err(|e| {
-        tracing::error!(error = %e, "text extraction did not finish");
-        AppError::internal()
-    })??;
+    let extracted = extract_files(files).await?;
     let blocks = NewBlocks::from_files(&extracted)?;
     create_run_with_files(store, creator, &blocks, &extracted).await
 }

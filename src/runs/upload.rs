@@ -10,7 +10,17 @@
 //! - `docx`: one block per paragraph with text, table cells included (docx-rs).
 //!
 //! Each block records its position in its file: the paragraph, row or page number (from 1).
+//!
+//! The server and the CLI extract in a child process of their own binary
+//! (`runtime-policy extract-text`) under a memory and a CPU-time limit, so a document built to
+//! expand without bound (a compressed stream of gigabytes) or to trap a parser costs the upload,
+//! never the server. Elsewhere (the library in tests) extraction runs in the calling process.
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::input::MAX_BLOCK_CHARS;
@@ -37,7 +47,7 @@ pub struct UploadedFile {
 }
 
 /// A file's blocks, ready to be stored with the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileBlocks {
     pub name: String,
     pub extension: String,
@@ -153,6 +163,193 @@ pub fn check_sizes(files: &[UploadedFile]) -> Result<(), AppError> {
         )));
     }
     Ok(())
+}
+
+/// Where text extraction runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Isolation {
+    /// The binary to run as `<exe> extract-text`.
+    pub exe: PathBuf,
+    /// The child's address-space limit.
+    pub memory_bytes: u64,
+    /// The child's CPU-time limit and the wall-clock wait for it.
+    pub seconds: u64,
+}
+
+impl Isolation {
+    /// Extraction in a child of this process's own binary, with the default limits.
+    pub fn current_exe() -> Result<Isolation, AppError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| AppError::Internal(format!("cannot find this program's binary for text extraction: {e}")))?;
+        Ok(Isolation { exe, memory_bytes: EXTRACT_MEMORY_BYTES, seconds: EXTRACT_SECONDS })
+    }
+}
+
+/// The memory one extraction may use.
+pub const EXTRACT_MEMORY_BYTES: u64 = 1 << 30;
+/// The time one extraction may take.
+pub const EXTRACT_SECONDS: u64 = 60;
+
+static ISOLATION: OnceLock<Isolation> = OnceLock::new();
+
+/// Makes every later extraction in this process run isolated (the server and the CLI call it
+/// at start). The first call wins.
+pub fn isolate_extraction(isolation: Isolation) {
+    let _ = ISOLATION.set(isolation);
+}
+
+/// Extracts every file's blocks, in upload order: in a child process when
+/// [`isolate_extraction`] was called, else on a blocking thread of this one.
+pub async fn extract_files(files: Vec<UploadedFile>) -> Result<Vec<FileBlocks>, AppError> {
+    match ISOLATION.get() {
+        Some(isolation) => extract_isolated(isolation, &files).await,
+        None => tokio::task::spawn_blocking(move || extract_all(&files)).await.map_err(|e| {
+            tracing::error!(error = %e, "text extraction did not finish");
+            AppError::internal()
+        })?,
+    }
+}
+
+/// The child's input: per file, its name's length (u32 LE), the name, its length (u64 LE) and
+/// its bytes.
+fn encode_files(files: &[UploadedFile]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(files.iter().map(|f| f.bytes.len() + f.name.len() + 12).sum());
+    for f in files {
+        out.extend_from_slice(&(f.name.len() as u32).to_le_bytes());
+        out.extend_from_slice(f.name.as_bytes());
+        out.extend_from_slice(&(f.bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(&f.bytes);
+    }
+    out
+}
+
+fn decode_files(mut input: &[u8]) -> Option<Vec<UploadedFile>> {
+    let mut files = Vec::new();
+    let take = |n: usize, input: &mut &[u8]| -> Option<Vec<u8>> {
+        let (head, rest) = (input.get(..n)?, input.get(n..)?);
+        *input = rest;
+        Some(head.to_vec())
+    };
+    while !input.is_empty() {
+        let n = u32::from_le_bytes(take(4, &mut input)?.try_into().ok()?) as usize;
+        let name = String::from_utf8(take(n, &mut input)?).ok()?;
+        let n = u64::from_le_bytes(take(8, &mut input)?.try_into().ok()?) as usize;
+        files.push(UploadedFile { name, bytes: take(n, &mut input)? });
+    }
+    Some(files)
+}
+
+/// What the child writes on stdout.
+#[derive(Debug, Serialize, Deserialize)]
+enum ChildAnswer {
+    Files(Vec<FileBlocks>),
+    Refused { status: u16, field: Option<String>, message: String },
+}
+
+/// `runtime-policy extract-text`: reads files on stdin ([`encode_files`]), writes their blocks or
+/// the refusal as JSON on stdout, and names each file on stderr before reading it.
+pub fn extract_main() -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let mut input = Vec::new();
+    if std::io::stdin().read_to_end(&mut input).is_err() {
+        return std::process::ExitCode::FAILURE;
+    }
+    let Some(files) = decode_files(&input) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    drop(input);
+    let mut blocks = Vec::with_capacity(files.len());
+    let mut answer = None;
+    for f in &files {
+        let _ = writeln!(std::io::stderr(), "reading {}", f.name);
+        match extract(f) {
+            Ok(b) => blocks.push(b),
+            Err(e) => {
+                answer = Some(ChildAnswer::Refused {
+                    status: e.status_code(),
+                    field: e.field_name().map(str::to_string),
+                    message: e.to_string(),
+                });
+                break;
+            }
+        }
+    }
+    let answer = answer.unwrap_or(ChildAnswer::Files(blocks));
+    match serde_json::to_writer(std::io::stdout().lock(), &answer) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// Extracts in a child process under `isolation`'s limits.
+pub async fn extract_isolated(isolation: &Isolation, files: &[UploadedFile]) -> Result<Vec<FileBlocks>, AppError> {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(&isolation.exe);
+    cmd.arg("extract-text")
+        .env("RUST_LOG", "off")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let (memory, seconds) = (isolation.memory_bytes, isolation.seconds);
+    // SAFETY: between fork and exec the closure only calls setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = |resource, value: u64| {
+                let l = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
+                if libc::setrlimit(resource, &l) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            limit(libc::RLIMIT_AS, memory)?;
+            limit(libc::RLIMIT_CPU, seconds)?;
+            limit(libc::RLIMIT_CORE, 0)
+        });
+    }
+    let internal = |what: &str, e: std::io::Error| {
+        tracing::error!(error = %e, "text extraction: {what}");
+        AppError::internal()
+    };
+    let mut child = cmd.spawn().map_err(|e| internal("cannot start the extraction process", e))?;
+    let input = encode_files(files);
+    let mut stdin = child.stdin.take().ok_or_else(AppError::internal)?;
+    let writer = tokio::spawn(async move {
+        // A child that dies early closes its end; its exit status says why.
+        let _ = stdin.write_all(&input).await;
+    });
+    let waited = tokio::time::timeout(Duration::from_secs(seconds), child.wait_with_output()).await;
+    writer.abort();
+    let limits = format!(
+        "the documents could not be read within the limits of text extraction ({} MiB of memory, {seconds} s)",
+        memory >> 20
+    );
+    let output = match waited {
+        Err(_) => return Err(AppError::Field { field: "files".into(), message: format!("files: {limits}") }),
+        Ok(result) => result.map_err(|e| internal("the extraction process failed", e))?,
+    };
+    if output.status.success() {
+        match serde_json::from_slice::<ChildAnswer>(&output.stdout) {
+            Ok(ChildAnswer::Files(blocks)) => return Ok(blocks),
+            Ok(ChildAnswer::Refused { status: 413, message, .. }) => return Err(AppError::TooLarge(message)),
+            Ok(ChildAnswer::Refused { field, message, .. }) => {
+                return Err(AppError::Field { field: field.unwrap_or_else(|| "files".into()), message })
+            }
+            Err(e) => tracing::error!(error = %e, "text extraction answered what does not parse"),
+        }
+    }
+    // Killed by a limit (or crashed): name the file it was reading.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let culprit = stderr.lines().rev().find_map(|l| l.strip_prefix("reading ")).map(str::to_string);
+    tracing::warn!(status = %output.status, file = culprit.as_deref().unwrap_or("?"), "text extraction stopped");
+    Err(AppError::Field {
+        field: "files".into(),
+        message: match culprit {
+            Some(name) => format!("files: \"{name}\": {limits}; it may be malformed or built to expand without bound"),
+            None => format!("files: {limits}"),
+        },
+    })
 }
 
 /// Extracts every file's blocks, in upload order. A file that is not what its extension
@@ -489,6 +686,13 @@ mod tests {
 
     fn file(name: &str, bytes: &[u8]) -> UploadedFile {
         UploadedFile { name: name.into(), bytes: bytes.to_vec() }
+    }
+
+    #[test]
+    fn the_child_framing_round_trips() {
+        let files = vec![file("a.txt", b"one"), file("b\u{e9}.pdf", &[0, 1, 2]), file("e.md", b"")];
+        assert_eq!(decode_files(&encode_files(&files)).unwrap(), files);
+        assert!(decode_files(&encode_files(&files)[..10]).is_none());
     }
 
     #[test]

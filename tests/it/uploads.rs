@@ -440,3 +440,60 @@ fn the_cli_creates_a_run_from_files_under_the_upload_keys() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--file: cannot read"), "{err}");
 }
+
+/// A PDF whose one page's content stream inflates to `size` bytes of spaces.
+fn pdf_bomb(size: usize) -> Vec<u8> {
+    use lopdf::{dictionary, Document, Object, Stream};
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..size >> 20 {
+        z.write_all(&chunk).unwrap();
+    }
+    let packed = z.finish().unwrap();
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let content_id = doc.add_object(Stream::new(dictionary! { "Filter" => "FlateDecode" }, packed));
+    let page_id = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content_id });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_extraction_matches_and_contains_a_decompression_bomb() {
+    use runtime_policy::runs::upload::{extract_all, extract_isolated, Isolation, UploadedFile};
+    let isolation =
+        Isolation { exe: env!("CARGO_BIN_EXE_runtime-policy").into(), memory_bytes: 256 << 20, seconds: 30 };
+    let files: Vec<UploadedFile> =
+        six_files().into_iter().map(|(name, bytes)| UploadedFile { name: name.into(), bytes }).collect();
+    assert_eq!(extract_isolated(&isolation, &files).await.unwrap(), extract_all(&files).unwrap());
+
+    // A refusal in the child comes back as it is.
+    let fake = vec![UploadedFile { name: "fake.pdf".into(), bytes: b"text".to_vec() }];
+    let e = extract_isolated(&isolation, &fake).await.unwrap_err();
+    assert_eq!((e.status_code(), e.field_name()), (422, Some("files")));
+    assert!(e.to_string().starts_with("files: \"fake.pdf\" is not a PDF"), "{e}");
+
+    // A PDF under the size limit that inflates to 1 GiB stops at the memory limit, named; the caller goes on.
+    let bomb = pdf_bomb(1 << 30);
+    assert!(bomb.len() < runtime_policy::runs::upload::MAX_FILE_BYTES, "{} bytes", bomb.len());
+    let files = vec![
+        UploadedFile { name: "fine.txt".into(), bytes: b"fine".to_vec() },
+        UploadedFile { name: "bomb.pdf".into(), bytes: bomb },
+    ];
+    let e = extract_isolated(&isolation, &files).await.unwrap_err();
+    assert_eq!(e.status_code(), 422);
+    let message = e.to_string();
+    assert!(message.starts_with("files: \"bomb.pdf\": the documents could not be read within the limits"), "{message}");
+    assert!(message.contains("256 MiB"), "{message}");
+}
