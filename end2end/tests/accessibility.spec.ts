@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
 import { Page } from '@playwright/test';
@@ -33,21 +34,30 @@ test('every settings section, a deep link to a highlighted key, and the audit lo
     '/app/settings/superuser/optimization?key=worker.batching.safety_margin#key-worker-batching-safety_margin',
     '/app/settings/superuser/upload',
     '/app/settings/superuser/audit',
+    '/app/settings/superuser/revisions',
+    '/app/settings/superuser/requests',
+    '/app/settings/superuser/integrations',
   ]) {
     await expectAccessible(page, url);
   }
 });
 
-test('the runs, a run page and the page a member may not see', async ({ page }) => {
+test('the runs, run pages, the fleet and the page a member may not see', async ({ page }) => {
+  const env = { ...process.env, DATABASE_URL: process.env.E2E_DATABASE_URL ?? '', RUST_LOG: 'warn' };
   const out = execFileSync(bin, ['run', 'create', '--blocks', '-'], {
     input: 'first block\n\nsecond block\n',
-    env: { ...process.env, DATABASE_URL: process.env.E2E_DATABASE_URL ?? '', RUST_LOG: 'warn' },
+    env,
     encoding: 'utf8',
   });
   const id = Number(/created run (\d+)/.exec(out)?.[1]);
+  const file = path.join(process.env.E2E_TMP ?? '/tmp', `a11y-${Date.now()}.csv`);
+  fs.writeFileSync(file, 'name,total\nada,1\ngrace,2\n');
+  const fromFile = Number(/created run (\d+)/.exec(execFileSync(bin, ['run', 'create', '--file', file], { env, encoding: 'utf8' }))?.[1]);
   await signIn(page, accounts.superuser);
   await expectAccessible(page, '/app/runs');
   await expectAccessible(page, `/app/runs/${id}`);
+  await expectAccessible(page, `/app/runs/${fromFile}`);
+  await expectAccessible(page, '/app/runs/fleet');
   const member = await (await page.context().browser()!.newContext({ bypassCSP: true })).newPage();
   await signIn(member, accounts.member, '/app/runs');
   await expectAccessible(member, '/app/runs');
