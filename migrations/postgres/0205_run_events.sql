@@ -34,3 +34,13 @@ ALTER TABLE blocks ADD COLUMN result_max_tokens BIGINT NULL;
 -- The batch a claim packed the block into (when the snapshot enables batching): completing a
 -- batch names it, and a block claimed again gets a new one.
 ALTER TABLE blocks ADD COLUMN batch_id TEXT NULL;
+CREATE INDEX blocks_batch ON blocks (run_id, batch_id);
+
+-- Every batch's blocks as the claim packed them, so a completion can tell a block that left the
+-- batch (claimed again after its lease expired) from one that was never in it.
+CREATE TABLE run_batches (
+    run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    batch_id TEXT NOT NULL,
+    block_uid TEXT NOT NULL,
+    PRIMARY KEY (run_id, batch_id, block_uid)
+);

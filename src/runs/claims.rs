@@ -91,19 +91,25 @@ pub async fn claim(
 
     // A worker died holding the last allowed attempt, or its token was revoked then: the block
     // is finished, as failed.
-    let expired: Vec<AnyRow> = sqlx::query(
-        "UPDATE blocks SET state = 'failed', lease_expires_at = NULL, finished_at = $2,
+    let expiring =
+        "run_id = $1 AND attempts >= $3 AND (state = 'pending' OR (state = 'claimed' AND lease_expires_at < $2))";
+    let set_failed = "state = 'failed', lease_expires_at = NULL, finished_at = $2,
              error = CASE WHEN state = 'claimed' THEN 'the lease expired on the last allowed attempt'
-                     ELSE 'the claim was ended (its token revoked) on the last allowed attempt' END
-         WHERE run_id = $1 AND attempts >= $3
-             AND (state = 'pending' OR (state = 'claimed' AND lease_expires_at < $2))
-         RETURNING block_uid",
-    )
-    .bind(run_id)
-    .bind(&now_text)
-    .bind(max_attempts)
-    .fetch_all(&mut *tx)
-    .await?;
+                     ELSE 'the claim was ended (its token revoked) on the last allowed attempt' END";
+    // On PostgreSQL the rows are locked in block_index order, as a batch completion locks them.
+    let expire_sql = if db.backend == Backend::Postgres {
+        format!(
+            "WITH expiring AS MATERIALIZED (
+                 SELECT run_id, block_uid FROM blocks WHERE {expiring} ORDER BY block_index FOR UPDATE)
+             UPDATE blocks SET {set_failed}
+             FROM expiring WHERE blocks.run_id = expiring.run_id AND blocks.block_uid = expiring.block_uid
+             RETURNING blocks.block_uid"
+        )
+    } else {
+        format!("UPDATE blocks SET {set_failed} WHERE {expiring} RETURNING block_uid")
+    };
+    let expired: Vec<AnyRow> =
+        sqlx::query(&expire_sql).bind(run_id).bind(&now_text).bind(max_attempts).fetch_all(&mut *tx).await?;
     if !expired.is_empty() {
         count_finished(&mut tx, run_id, 0, expired.len() as i64).await?;
     }
@@ -196,6 +202,13 @@ async fn pack_batches(
         let sql =
             format!("UPDATE blocks SET batch_id = $1 WHERE run_id = $2 AND block_uid IN ({})", placeholders.join(", "));
         let mut q = sqlx::query(&sql).bind(&batch_id).bind(run_id);
+        for b in members {
+            q = q.bind(&b.block_uid);
+        }
+        q.execute(&mut **tx).await?;
+        let rows: Vec<String> = (0..members.len()).map(|i| format!("($1, $2, ${})", i + 3)).collect();
+        let sql = format!("INSERT INTO run_batches (run_id, batch_id, block_uid) VALUES {}", rows.join(", "));
+        let mut q = sqlx::query(&sql).bind(run_id).bind(&batch_id);
         for b in members {
             q = q.bind(&b.block_uid);
         }
@@ -359,11 +372,16 @@ pub struct BatchEntry {
     pub outcome: Result<String, String>,
 }
 
-/// Completes a batch: one entry per block of the batch, none missing, none extra, none twice
-/// (else 422 and nothing is written). Each block the token still holds in this batch is done
-/// (or, for an entry with an error, failed like any failure, so it is retried); a block whose
-/// lease expired and that another claim took since is left to that claim and reported with no
-/// state, so no block is finished twice.
+/// The most entries one batch completion takes: a claim holds at most 100 blocks
+/// (`worker.claim_batch_size`'s maximum).
+pub const MAX_BATCH_ENTRIES: usize = 100;
+
+/// Completes a batch: one entry per block of the batch, none extra and none twice (else 422
+/// and nothing is written). Each block the token still holds in this batch is done (or, for
+/// an entry with an error, failed like any failure, so it is retried); a block with no entry is
+/// failed with that reason and retried. A block whose lease expired and that another claim took
+/// since (or that is finished) is left as it is and reported with no state, so no block is
+/// finished twice.
 pub async fn complete_batch(
     db: &Db,
     run_id: i64,
@@ -371,12 +389,19 @@ pub async fn complete_batch(
     holder: Holder<'_>,
     entries: &[BatchEntry],
 ) -> Result<Vec<BatchOutcome>, AppError> {
+    if entries.len() > MAX_BATCH_ENTRIES {
+        return Err(AppError::invalid(
+            "results",
+            format!("holds {} entries; a batch holds at most {MAX_BATCH_ENTRIES} blocks", entries.len()),
+        ));
+    }
+    let mut named = std::collections::HashSet::new();
     for (i, e) in entries.iter().enumerate() {
         match &e.outcome {
             Ok(result) => check_text(&format!("results[{i}].result"), result, MAX_RESULT_CHARS)?,
             Err(error) => check_text(&format!("results[{i}].error"), error, MAX_ERROR_CHARS)?,
         }
-        if entries[..i].iter().any(|p| p.block_uid == e.block_uid) {
+        if !named.insert(e.block_uid.as_str()) {
             return Err(AppError::invalid(
                 &format!("results[{i}].block_uid"),
                 format!("{} is named twice; give one result per block", e.block_uid),
@@ -385,30 +410,31 @@ pub async fn complete_batch(
     }
     let mut tx = db.begin_write().await?;
     let run = run_row(&mut tx, run_id).await?;
-    let members = sqlx::query(
-        "SELECT block_uid, attempts, state, claimed_by_token FROM blocks WHERE run_id = $1 AND batch_id = $2
-         ORDER BY block_index",
-    )
+    // The batch's blocks as the claim packed them, locked in block_index order on PostgreSQL
+    // (the order a claim locks expiring blocks in), so two transactions never wait on each other.
+    let lock = if db.backend == Backend::Postgres { "FOR UPDATE OF b" } else { "" };
+    let members = sqlx::query(&format!(
+        "SELECT b.block_uid, b.attempts, b.state, b.claimed_by_token, b.batch_id
+         FROM run_batches m JOIN blocks b ON b.run_id = m.run_id AND b.block_uid = m.block_uid
+         WHERE m.run_id = $1 AND m.batch_id = $2
+         ORDER BY b.block_index {lock}"
+    ))
     .bind(run_id)
     .bind(batch_id)
     .fetch_all(&mut *tx)
     .await?;
     if members.is_empty() {
-        return Err(AppError::NotFound(format!(
-            "no batch {batch_id} in run {run_id} holds a block: it never existed, or each of its blocks was \
-             claimed again after its lease expired"
-        )));
+        return Err(AppError::NotFound(format!("no batch {batch_id} in run {run_id}")));
     }
     let mut held = Vec::new();
     for r in &members {
         let uid: String = r.try_get("block_uid")?;
         let state: String = r.try_get("state")?;
         let token: Option<i64> = r.try_get("claimed_by_token")?;
+        let current: Option<String> = r.try_get("batch_id")?;
         let attempts: i64 = r.try_get("attempts")?;
-        held.push((uid, (state == "claimed" && token == Some(holder.token)).then_some(attempts)));
-    }
-    if !held.iter().any(|(_, attempt)| attempt.is_some()) {
-        return Err(AppError::Conflict(format!("batch {batch_id} is not held by this token")));
+        let holds = state == "claimed" && token == Some(holder.token) && current.as_deref() == Some(batch_id);
+        held.push((uid, holds.then_some(attempts)));
     }
     for (i, e) in entries.iter().enumerate() {
         if !held.iter().any(|(uid, _)| *uid == e.block_uid) {
@@ -417,6 +443,11 @@ pub async fn complete_batch(
                 format!("{} is not in batch {batch_id}", e.block_uid),
             ));
         }
+    }
+    if !held.iter().any(|(_, attempt)| attempt.is_some()) {
+        return Err(AppError::Conflict(format!(
+            "batch {batch_id} is no longer held by this token: its leases expired and its blocks were claimed again or finished"
+        )));
     }
     let (mut done, mut failed) = (0, 0);
     let mut outcomes = Vec::new();

@@ -52,6 +52,9 @@ impl NewEvent {
     }
 }
 
+/// The most workers one run keeps track of; names beyond it are not recorded (the work is).
+pub const MAX_WORKERS_PER_RUN: i64 = 200;
+
 /// Notes that `holder` worked on `run_id` at `now`.
 pub async fn seen(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -60,16 +63,29 @@ pub async fn seen(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let now = format_ts(now);
-    sqlx::query(
-        "INSERT INTO run_workers (run_id, token_id, worker, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (run_id, token_id, worker) DO UPDATE SET last_seen_at = excluded.last_seen_at",
-    )
-    .bind(run_id)
-    .bind(holder.token)
-    .bind(holder.worker.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let updated =
+        sqlx::query("UPDATE run_workers SET last_seen_at = $4 WHERE run_id = $1 AND token_id = $2 AND worker = $3")
+            .bind(run_id)
+            .bind(holder.token)
+            .bind(holder.worker.as_str())
+            .bind(&now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    if updated == 0 {
+        sqlx::query(
+            "INSERT INTO run_workers (run_id, token_id, worker, first_seen_at, last_seen_at)
+             SELECT $1, $2, $3, $4, $4 WHERE (SELECT COUNT(*) FROM run_workers WHERE run_id = $1) < $5
+             ON CONFLICT (run_id, token_id, worker) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        )
+        .bind(run_id)
+        .bind(holder.token)
+        .bind(holder.worker.as_str())
+        .bind(&now)
+        .bind(MAX_WORKERS_PER_RUN)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -78,7 +94,10 @@ pub async fn seen(
 pub async fn record(db: &Db, run_id: i64, holder: Holder<'_>, event: &NewEvent) -> Result<i64, AppError> {
     let now = db.now().await?;
     let mut tx = db.begin_write().await?;
-    sqlx::query("SELECT id FROM runs WHERE id = $1")
+    // The run row is locked (PostgreSQL; SQLite's write transaction is already exclusive), so
+    // concurrent reports count one after another against the limits.
+    let lock = if db.backend == crate::config::Backend::Postgres { " FOR UPDATE" } else { "" };
+    sqlx::query(&format!("SELECT id FROM runs WHERE id = $1{lock}"))
         .bind(run_id)
         .fetch_optional(&mut *tx)
         .await?
@@ -175,7 +194,7 @@ pub async fn workers(db: &Db, run_id: i64) -> Result<Vec<WorkerSeen>, AppError> 
     let rows = sqlx::query(
         "SELECT w.worker, COALESCE(t.name, '(deleted token)') AS token, w.first_seen_at, w.last_seen_at
          FROM run_workers w LEFT JOIN worker_tokens t ON t.id = w.token_id
-         WHERE w.run_id = $1 ORDER BY w.last_seen_at DESC, w.worker",
+         WHERE w.run_id = $1 ORDER BY w.last_seen_at DESC, w.worker LIMIT 50",
     )
     .bind(run_id)
     .fetch_all(&db.pool)

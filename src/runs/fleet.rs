@@ -24,7 +24,8 @@ pub async fn fleet(store: &PolicyStore, now: DateTime<Utc>) -> Result<Fleet, App
          FROM run_workers w LEFT JOIN worker_tokens t ON t.id = w.token_id
          WHERE w.last_seen_at >= $1
          GROUP BY w.worker, w.token_id, t.name
-         ORDER BY last_seen DESC, w.worker",
+         ORDER BY last_seen DESC, w.worker
+         LIMIT 500",
     )
     .bind(&since)
     .fetch_all(&db.pool)

@@ -10,7 +10,7 @@ use super::input::NewBlocks;
 use super::snapshot::Snapshot;
 use super::types::{
     BlockCounts, BlockState, BlockView, CreatedRun, RunDetail, RunFileView, RunProgress, RunStatus, RunSummary,
-    SnapshotKeyView,
+    SnapshotKeyView, WorkerSeen,
 };
 use super::upload::{check_sizes, extract_files, FileBlocks, UploadLimits, UploadedFile};
 use crate::auth::types::{AuthUser, Role};
@@ -342,7 +342,12 @@ pub async fn run_detail(store: &PolicyStore, viewer: &AuthUser, run_id: i64) -> 
         files,
         blocks,
         events: super::events::summary(db, run_id).await?,
-        workers: super::events::workers(db, run_id).await?,
+        // Token names are the operators' labels: members see the workers by name only.
+        workers: super::events::workers(db, run_id)
+            .await?
+            .into_iter()
+            .map(|w| if viewer.role == Role::Superuser { w } else { WorkerSeen { token: String::new(), ..w } })
+            .collect(),
     })
 }
 
@@ -387,7 +392,7 @@ pub const BLOCKS_SHOWN: i64 = 200;
 
 async fn block_views(db: &Db, run_id: i64, files: &[RunFileView]) -> Result<Vec<BlockView>, AppError> {
     let rows = sqlx::query(
-        "SELECT block_uid, block_index, text, state, attempts, file_index, file_position,
+        "SELECT block_uid, block_index, substr(text, 1, 121) AS text, state, attempts, file_index, file_position,
              result_model, result_temperature, result_max_tokens FROM blocks
          WHERE run_id = $1 ORDER BY block_index LIMIT $2",
     )

@@ -33,6 +33,13 @@ use crate::policy::value::canonical_json;
 pub const MAX_FILE_BYTES: usize = 10 << 20;
 /// The most bytes of all the files of one upload together.
 pub const MAX_UPLOAD_BYTES: usize = 50 << 20;
+/// The most text (UTF-8 bytes) the files of one upload may yield together.
+pub const MAX_UPLOAD_TEXT_BYTES: usize = 16 << 20;
+/// The most a text-extraction child may write back (its JSON escapes text).
+const MAX_CHILD_OUTPUT: u64 = 100 << 20;
+/// Extractions at once in this process; an upload waits up to [`EXTRACTION_WAIT`] for its turn.
+const EXTRACTIONS_AT_ONCE: usize = 2;
+const EXTRACTION_WAIT: Duration = Duration::from_secs(30);
 /// The longest file name kept.
 pub const MAX_NAME_CHARS: usize = 255;
 /// The extensions text can be taken from; `upload.allowed_extensions` decides which of them
@@ -177,10 +184,18 @@ pub struct Isolation {
 }
 
 impl Isolation {
-    /// Extraction in a child of this process's own binary, with the default limits.
+    /// Extraction in a child of this process's own binary, with the default limits. On Linux
+    /// the binary is reached through `/proc/self/exe`, so a binary replaced or removed by an
+    /// upgrade still starts the same version as the server.
     pub fn current_exe() -> Result<Isolation, AppError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| AppError::Internal(format!("cannot find this program's binary for text extraction: {e}")))?;
+        let proc_exe = PathBuf::from("/proc/self/exe");
+        let exe = if proc_exe.exists() {
+            proc_exe
+        } else {
+            std::env::current_exe().map_err(|e| {
+                AppError::Internal(format!("cannot find this program's binary for text extraction: {e}"))
+            })?
+        };
         Ok(Isolation { exe, memory_bytes: EXTRACT_MEMORY_BYTES, seconds: EXTRACT_SECONDS })
     }
 }
@@ -201,6 +216,16 @@ pub fn isolate_extraction(isolation: Isolation) {
 /// Extracts every file's blocks, in upload order: in a child process when
 /// [`isolate_extraction`] was called, else on a blocking thread of this one.
 pub async fn extract_files(files: Vec<UploadedFile>) -> Result<Vec<FileBlocks>, AppError> {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EXTRACTIONS_AT_ONCE);
+    let _turn = match tokio::time::timeout(EXTRACTION_WAIT, TURNS.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(AppError::TooManyRequests {
+                message: "Other uploads are being read; send this one again in a few seconds.".into(),
+                retry_after_secs: 5,
+            })
+        }
+    };
     match ISOLATION.get() {
         Some(isolation) => extract_isolated(isolation, &files).await,
         None => tokio::task::spawn_blocking(move || extract_all(&files)).await.map_err(|e| {
@@ -274,7 +299,14 @@ pub fn extract_main() -> std::process::ExitCode {
             }
         }
     }
-    let answer = answer.unwrap_or(ChildAnswer::Files(blocks));
+    let answer = answer.unwrap_or_else(|| match check_totals(&blocks) {
+        Ok(()) => ChildAnswer::Files(blocks),
+        Err(e) => ChildAnswer::Refused {
+            status: e.status_code(),
+            field: e.field_name().map(str::to_string),
+            message: e.to_string(),
+        },
+    });
     match serde_json::to_writer(std::io::stdout().lock(), &answer) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(_) => std::process::ExitCode::FAILURE,
@@ -286,6 +318,7 @@ pub async fn extract_isolated(isolation: &Isolation, files: &[UploadedFile]) -> 
     use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::new(&isolation.exe);
     cmd.arg("extract-text")
+        .env_clear()
         .env("RUST_LOG", "off")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -319,16 +352,34 @@ pub async fn extract_isolated(isolation: &Isolation, files: &[UploadedFile]) -> 
         // A child that dies early closes its end; its exit status says why.
         let _ = stdin.write_all(&input).await;
     });
-    let waited = tokio::time::timeout(Duration::from_secs(seconds), child.wait_with_output()).await;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(AppError::internal());
+    };
+    // Both outputs are read at once, each up to a bound, so the child can neither block on a
+    // full pipe nor make this process hold more than the bound.
+    let read = async {
+        use tokio::io::AsyncReadExt;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut stdout, mut stderr) = (stdout.take(MAX_CHILD_OUTPUT + 1), stderr.take(64 << 10));
+        let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        a.and(b)?;
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((status, out, err))
+    };
+    let waited = tokio::time::timeout(Duration::from_secs(seconds), read).await;
     writer.abort();
     let limits = format!(
         "the documents could not be read within the limits of text extraction ({} MiB of memory, {seconds} s)",
         memory >> 20
     );
-    let output = match waited {
+    let (status, stdout, stderr) = match waited {
         Err(_) => return Err(AppError::Field { field: "files".into(), message: format!("files: {limits}") }),
         Ok(result) => result.map_err(|e| internal("the extraction process failed", e))?,
     };
+    if stdout.len() as u64 > MAX_CHILD_OUTPUT {
+        return Err(AppError::invalid("files", "yield more text than one upload may hold"));
+    }
+    let output = std::process::Output { status, stdout, stderr };
     if output.status.success() {
         match serde_json::from_slice::<ChildAnswer>(&output.stdout) {
             Ok(ChildAnswer::Files(blocks)) => return Ok(blocks),
@@ -356,18 +407,40 @@ pub async fn extract_isolated(isolation: &Isolation, files: &[UploadedFile]) -> 
 /// says, that cannot be read, or that yields no text refuses the whole upload, by name.
 pub fn extract_all(files: &[UploadedFile]) -> Result<Vec<FileBlocks>, AppError> {
     let out = files.iter().map(extract).collect::<Result<Vec<_>, _>>()?;
-    let total: usize = out.iter().map(|f| f.blocks.len()).sum();
-    if total > super::input::MAX_BLOCKS {
-        return Err(AppError::invalid(
-            "files",
-            format!("yield {total} blocks; a run holds at most {}", super::input::MAX_BLOCKS),
-        ));
-    }
+    check_totals(&out)?;
     Ok(out)
 }
 
-/// Extracts one file's blocks.
+/// At most [`super::input::MAX_BLOCKS`] blocks and [`MAX_UPLOAD_TEXT_BYTES`] of text in all.
+fn check_totals(files: &[FileBlocks]) -> Result<(), AppError> {
+    let blocks: usize = files.iter().map(|f| f.blocks.len()).sum();
+    if blocks > super::input::MAX_BLOCKS {
+        return Err(AppError::invalid(
+            "files",
+            format!("yield {blocks} blocks; a run holds at most {}", super::input::MAX_BLOCKS),
+        ));
+    }
+    let bytes: usize = files.iter().flat_map(|f| f.blocks.iter()).map(|(_, t)| t.len()).sum();
+    if bytes > MAX_UPLOAD_TEXT_BYTES {
+        return Err(AppError::invalid(
+            "files",
+            format!("yield {bytes} bytes of text; one upload may yield at most {MAX_UPLOAD_TEXT_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Extracts one file's blocks. A parser that panics on a malformed document refuses the file.
 pub fn extract(file: &UploadedFile) -> Result<FileBlocks, AppError> {
+    std::panic::catch_unwind(|| extract_one(file)).unwrap_or_else(|_| {
+        Err(AppError::Field {
+            field: "files".into(),
+            message: format!("files: \"{}\" cannot be read: the document is malformed", file.name),
+        })
+    })
+}
+
+fn extract_one(file: &UploadedFile) -> Result<FileBlocks, AppError> {
     let name = &file.name;
     let fail = |why: String| AppError::Field { field: "files".into(), message: format!("files: \"{name}\" {why}") };
     let ext = extension_of(name);
@@ -528,7 +601,7 @@ pub fn html_text(html: &str) -> String {
         }
         if rest.starts_with('<') {
             let end = rest.find('>').map(|i| i + 1).unwrap_or(rest.len());
-            let tag = &rest[1..end.saturating_sub(1).max(1)];
+            let tag = rest[1..end].trim_end_matches('>');
             rest = &rest[end..];
             let closing = tag.starts_with('/');
             let name: String = tag
@@ -639,9 +712,14 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String> + std::panic::UnwindSafe) ->
     std::panic::catch_unwind(f).unwrap_or_else(|_| Err("the document is malformed".into()))
 }
 
-/// One block per page with text, numbered by page.
+/// One block per page with text, numbered by page. A page that cannot be read refuses the
+/// file rather than leaving it out.
 fn pdf_pages(bytes: &[u8]) -> Result<Vec<(i64, String)>, String> {
     let pages = guarded(|| pdf_extract::extract_text_from_mem_by_pages(bytes).map_err(|e| e.to_string()))?;
+    let count = guarded(|| lopdf::Document::load_mem(bytes).map(|d| d.get_pages().len()).map_err(|e| e.to_string()))?;
+    if pages.len() < count {
+        return Err(format!("page {} of {count} cannot be read", pages.len() + 1));
+    }
     Ok(pages
         .into_iter()
         .enumerate()
@@ -733,6 +811,8 @@ mod tests {
         let texts: Vec<&str> = f.blocks.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(texts, vec!["The title", "Head & shoulders", "One bold word éA", "a", "b"]);
         assert!(extract(&file("p.html", b"just words")).unwrap_err().to_string().contains("is not HTML"));
+        // A tag cut off inside a multibyte character is text, not a panic.
+        assert!(extract(&file("p.html", "<p>ok</p><\u{e9}".as_bytes())).is_ok());
     }
 
     #[test]

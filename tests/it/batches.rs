@@ -352,3 +352,54 @@ on_both_backends!(the_fleet_shows_workers_their_runs_and_snapshot_drift, |t| {
     assert!(runtime_policy::runs::fleet::fleet(&s, later).await.unwrap().workers.is_empty());
     t.finish().await;
 });
+
+on_both_backends!(a_block_that_left_its_batch_is_left_to_its_new_holder, |t| {
+    let s = store(&t);
+    small_batches(&s).await;
+    let texts: Vec<String> = (0..4).map(|i| format!("short block {i}")).collect();
+    let run = create_run(&s, &Creator::cli(), &NewBlocks::parse("blocks", texts).unwrap()).await.unwrap();
+    let (a, b) = (WorkerName::parse("a").unwrap(), WorkerName::parse("b").unwrap());
+    let (ha, hb) = (Holder { token: 1, worker: &a }, Holder { token: 2, worker: &b });
+    let now = t.db.now().await.unwrap();
+    let first = claims::claim(&t.db, run.id, ha, Duration::from_secs(60), now).await.unwrap();
+    let batch = first.batches[0].clone();
+    assert_eq!(batch.block_uids.len(), 4);
+    // One block of A's batch goes back to the queue and B takes it in a batch of its own.
+    let moved = &first.blocks[2];
+    claims::fail(&t.db, run.id, &moved.block_uid, ha, moved.attempt, "provider timeout").await.unwrap();
+    let second = claims::claim(&t.db, run.id, hb, Duration::from_secs(60), now).await.unwrap();
+    assert_eq!(second.blocks.iter().map(|b| &b.block_uid).collect::<Vec<_>>(), [&moved.block_uid]);
+
+    // A completes its whole batch: three blocks are stored, the moved one is B's.
+    let outcomes =
+        claims::complete_batch(&t.db, run.id, &batch.batch_id, ha, &entries(&batch.block_uids)).await.unwrap();
+    let states: Vec<(String, Option<BlockState>)> = outcomes.into_iter().map(|o| (o.block_uid, o.state)).collect();
+    assert_eq!(states.iter().filter(|(_, s)| *s == Some(BlockState::Done)).count(), 3);
+    assert_eq!(states.iter().find(|(u, _)| *u == moved.block_uid).unwrap().1, None);
+    let outcomes =
+        claims::complete_batch(&t.db, run.id, &second.batches[0].batch_id, hb, &entries(&second.batches[0].block_uids))
+            .await
+            .unwrap();
+    assert_eq!(outcomes[0].state, Some(BlockState::Done));
+    let result: String = sqlx::query_scalar("SELECT result FROM blocks WHERE run_id = $1 AND block_uid = $2")
+        .bind(run.id)
+        .bind(&moved.block_uid)
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(result, format!("result of {}", moved.block_uid));
+    let row = sqlx::query("SELECT status, blocks_done FROM runs WHERE id = $1")
+        .bind(run.id)
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<String, _>("status").unwrap(), "done");
+    assert_eq!(row.try_get::<i64, _>("blocks_done").unwrap(), 4);
+
+    // Too many entries, however they are named, are refused before anything is read.
+    let many: Vec<BatchEntry> =
+        (0..101).map(|i| BatchEntry { block_uid: format!("x{i}"), outcome: Ok("r".into()) }).collect();
+    let e = claims::complete_batch(&t.db, run.id, &batch.batch_id, ha, &many).await.unwrap_err();
+    assert!(matches!(&e, AppError::Field { field, .. } if field == "results"), "{e}");
+    t.finish().await;
+});
