@@ -71,6 +71,16 @@ test.describe('with JavaScript', () => {
     await expect(error).toContainText('(source=');
     await expect(error).toContainText('"tool.exe" has extension "exe"');
     await expect(page).toHaveURL(/\/app\/runs$/);
+
+    // A file over the limit is refused before anything is sent.
+    let sent = false;
+    page.on('request', (r) => { if (r.method() === 'POST' && r.url().includes('/app/runs/upload')) sent = true; });
+    await page.getByTestId('run-files').setInputFiles([
+      { name: 'huge.txt', mimeType: 'text/plain', buffer: Buffer.alloc(11 * 1024 * 1024, 'a') },
+    ]);
+    await page.getByTestId('run-upload').click();
+    await expect(error).toHaveText('files: "huge.txt" holds 11.0 MiB; at most 10.0 MiB per file');
+    expect(sent).toBe(false);
   });
 });
 

@@ -215,6 +215,44 @@ fn UploadForm() -> impl IntoView {
     }
 }
 
+/// Refuses, before sending anything, files over the server's limits.
+#[cfg(feature = "hydrate")]
+fn check_upload_sizes(form: &web_sys::HtmlFormElement) -> Result<(), String> {
+    use self::types::{MAX_FILE_BYTES, MAX_UPLOAD_BYTES};
+    use leptos::wasm_bindgen::JsCast;
+    let Some(files) = form
+        .query_selector("input[type=file]")
+        .ok()
+        .flatten()
+        .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+        .and_then(|input| input.files())
+    else {
+        return Ok(());
+    };
+    let mib = |n: f64| format!("{:.1} MiB", n / (1u64 << 20) as f64);
+    let mut total = 0.0;
+    for i in 0..files.length() {
+        let Some(file) = files.get(i) else { continue };
+        if file.size() > MAX_FILE_BYTES as f64 {
+            return Err(format!(
+                "files: \"{}\" holds {}; at most {} per file",
+                file.name(),
+                mib(file.size()),
+                mib(MAX_FILE_BYTES as f64)
+            ));
+        }
+        total += file.size();
+    }
+    if total > MAX_UPLOAD_BYTES as f64 {
+        return Err(format!(
+            "files: the files hold {}; at most {} per upload",
+            mib(total),
+            mib(MAX_UPLOAD_BYTES as f64)
+        ));
+    }
+    Ok(())
+}
+
 /// Sends the upload form by XMLHttpRequest (the one browser API that reports upload progress)
 /// and calls `done` with the new run's id or the error to show.
 #[cfg(feature = "hydrate")]
@@ -226,6 +264,7 @@ fn send_upload(
     use leptos::wasm_bindgen::closure::Closure;
     use leptos::wasm_bindgen::JsCast;
     let failed = |_| "The upload could not be sent.".to_string();
+    check_upload_sizes(form)?;
     let data = web_sys::FormData::new_with_form(form).map_err(failed)?;
     let xhr = web_sys::XmlHttpRequest::new().map_err(failed)?;
     xhr.open("POST", RUNS_UPLOAD).map_err(failed)?;

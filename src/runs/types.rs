@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::registry::Layer;
 
+/// The most bytes one uploaded file may hold (the page checks before sending).
+pub const MAX_FILE_BYTES: usize = 10 << 20;
+/// The most bytes of all the files of one upload together.
+pub const MAX_UPLOAD_BYTES: usize = 50 << 20;
+
 /// Where a run is: no block claimed yet, some claimed, or every block finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

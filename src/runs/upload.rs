@@ -29,10 +29,7 @@ use crate::policy::registry::keys;
 use crate::policy::resolve::Resolved;
 use crate::policy::value::canonical_json;
 
-/// The most bytes one file may hold.
-pub const MAX_FILE_BYTES: usize = 10 << 20;
-/// The most bytes of all the files of one upload together.
-pub const MAX_UPLOAD_BYTES: usize = 50 << 20;
+pub use super::types::{MAX_FILE_BYTES, MAX_UPLOAD_BYTES};
 /// The most text (UTF-8 bytes) the files of one upload may yield together.
 pub const MAX_UPLOAD_TEXT_BYTES: usize = 16 << 20;
 /// The most a text-extraction child may write back (its JSON escapes text).
