@@ -322,7 +322,8 @@ pub async fn extract_isolated(isolation: &Isolation, files: &[UploadedFile]) -> 
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let (memory, seconds) = (isolation.memory_bytes, isolation.seconds);
-    // SAFETY: between fork and exec the closure only calls setrlimit, which is async-signal-safe.
+    // SAFETY: between fork and exec the closure only calls setrlimit and prctl, which are
+    // async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             let limit = |resource, value: u64| {
@@ -335,7 +336,13 @@ pub async fn extract_isolated(isolation: &Isolation, files: &[UploadedFile]) -> 
             };
             limit(libc::RLIMIT_AS, memory)?;
             limit(libc::RLIMIT_CPU, seconds)?;
-            limit(libc::RLIMIT_CORE, 0)
+            limit(libc::RLIMIT_CORE, 0)?;
+            // A server killed with SIGKILL takes its extraction with it.
+            #[cfg(target_os = "linux")]
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
     let internal = |what: &str, e: std::io::Error| {
