@@ -397,6 +397,15 @@ mod ssr {
                 tracing::info!(error = %e, "unique violation");
                 return AppError::invalid(&column, "this value is already taken");
             }
+            // PostgreSQL gave up one of two transactions that waited on each other (a deadlock or
+            // a serialization failure): nothing was written, and the same request may succeed
+            // when sent again, so it is a 503 that clients retry, not an internal error.
+            if let Some(code) = e.as_database_error().and_then(|d| d.code()).filter(|c| c == "40P01" || c == "40001") {
+                tracing::warn!(error = %e, code = %code, request_id = crate::request_id::current(), "transaction aborted by the database; retryable");
+                return AppError::Unavailable(
+                    "The database aborted this change to resolve a conflict with another; send it again.".into(),
+                );
+            }
             match e {
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                     tracing::error!(error = %e, request_id = crate::request_id::current(), "database unavailable");

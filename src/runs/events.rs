@@ -14,6 +14,8 @@ use crate::error::AppError;
 
 /// The most events one run keeps.
 pub const MAX_EVENTS_PER_RUN: i64 = 1_000;
+/// The most events one token may report on one run, so one worker cannot use up the run's room.
+pub const MAX_EVENTS_PER_TOKEN: i64 = 500;
 /// The most events one run takes in any minute.
 pub const MAX_EVENTS_PER_MINUTE: i64 = 120;
 /// The longest message.
@@ -89,8 +91,9 @@ pub async fn seen(
     Ok(())
 }
 
-/// Stores a report. 429 when the run already holds [`MAX_EVENTS_PER_RUN`] events or took
-/// [`MAX_EVENTS_PER_MINUTE`] in the last minute; 422 when it names a block the run lacks.
+/// Stores a report. 429 when the run already holds [`MAX_EVENTS_PER_RUN`] events, when the
+/// token reported [`MAX_EVENTS_PER_TOKEN`] on it, or when the run took [`MAX_EVENTS_PER_MINUTE`]
+/// in the last minute; 422 when it names a block the run lacks.
 pub async fn record(db: &Db, run_id: i64, holder: Holder<'_>, event: &NewEvent) -> Result<i64, AppError> {
     let now = db.now().await?;
     let mut tx = db.begin_write().await?;
@@ -115,17 +118,28 @@ pub async fn record(db: &Db, run_id: i64, holder: Holder<'_>, event: &NewEvent) 
     }
     let minute_ago = format_ts(now - chrono::Duration::seconds(60));
     let row = sqlx::query(
-        "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN created_at > $2 THEN 1 ELSE 0 END), 0) AS recent
+        "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN created_at > $2 THEN 1 ELSE 0 END), 0) AS recent,
+             COALESCE(SUM(CASE WHEN token_id = $3 THEN 1 ELSE 0 END), 0) AS mine
          FROM run_events WHERE run_id = $1",
     )
     .bind(run_id)
     .bind(&minute_ago)
+    .bind(holder.token)
     .fetch_one(&mut *tx)
     .await?;
-    let (total, recent): (i64, i64) = (row.try_get("total")?, row.try_get("recent")?);
+    let (total, recent, mine): (i64, i64, i64) = (row.try_get("total")?, row.try_get("recent")?, row.try_get("mine")?);
     if total >= MAX_EVENTS_PER_RUN {
         return Err(AppError::TooManyRequests {
             message: format!("run {run_id} already holds {MAX_EVENTS_PER_RUN} events, the most a run keeps"),
+            retry_after_secs: 3600,
+        });
+    }
+    if mine >= MAX_EVENTS_PER_TOKEN {
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "this token already reported {MAX_EVENTS_PER_TOKEN} events on run {run_id}, the most one token may; \
+                 the rest of the run's room is kept for other workers"
+            ),
             retry_after_secs: 3600,
         });
     }

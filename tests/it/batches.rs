@@ -288,20 +288,51 @@ on_both_backends!(events_are_checked_bounded_and_shown, |t| {
         async move { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM run_events").fetch_one(&pool).await.unwrap() }
     };
     assert_eq!(count(&t).await, 120);
-    // At most 1,000 per run: older events count toward it.
+    // At most 500 per token and 1,000 per run: older events count toward both.
     sqlx::query("UPDATE run_events SET created_at = '2000-01-01T00:00:00.000000Z'").execute(&t.db.pool).await.unwrap();
-    for i in 0..880 {
-        sqlx::query(
-            "INSERT INTO run_events (run_id, created_at, level, code, message, worker) VALUES ($1, '2000-01-01T00:00:00.000000Z', 'info', 'filler', $2, 'w1')",
-        )
-        .bind(run.id)
-        .bind(format!("f{i}"))
-        .execute(&t.db.pool)
-        .await
-        .unwrap();
-    }
-    let r = post(json!({"worker": "w1", "level": "info", "code": "x", "message": "one too many"})).await;
+    let token_id: i64 =
+        sqlx::query_scalar("SELECT id FROM worker_tokens WHERE name = 'reporter'").fetch_one(&t.db.pool).await.unwrap();
+    let filler = |n: usize, token: Option<i64>| {
+        let pool = t.db.pool.clone();
+        async move {
+            for i in 0..n {
+                sqlx::query(
+                    "INSERT INTO run_events (run_id, created_at, level, code, message, worker, token_id)
+                     VALUES ($1, '2000-01-01T00:00:00.000000Z', 'info', 'filler', $2, 'w1', $3)",
+                )
+                .bind(run.id)
+                .bind(format!("f{i}"))
+                .bind(token)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        }
+    };
+    filler(380, Some(token_id)).await;
+    let r = post(json!({"worker": "w1", "level": "info", "code": "x", "message": "one too many for this token"})).await;
     assert_eq!(r.status, 429);
+    assert!(
+        r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("this token already reported 500"),
+        "{:?}",
+        r.body
+    );
+    // Another worker's token still has room, until the run is full.
+    let other = create_token(&t.db, &TokenName::parse("reporter-2").unwrap(), &Grant::all()).await.unwrap();
+    let other = ApiClient::new(&base, &other).unwrap();
+    let post_other = |body: Value| {
+        let other = other.clone();
+        async move { other.send(axum::http::Method::POST, &paths::api_run_events(run.id), Some(&body)).await.unwrap() }
+    };
+    assert_eq!(post_other(json!({"worker": "w2", "level": "info", "code": "x", "message": "room"})).await.status, 201);
+    filler(499, None).await;
+    let r = post_other(json!({"worker": "w2", "level": "info", "code": "x", "message": "full"})).await;
+    assert_eq!(r.status, 429);
+    assert!(
+        r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("already holds 1000 events"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(count(&t).await, 1000);
 
     // Shown by code with the latest of each, warnings first; the run is untouched.
@@ -312,7 +343,7 @@ on_both_backends!(events_are_checked_bounded_and_shown, |t| {
     assert_eq!(events[0]["count"], 119);
     assert_eq!(events[0]["latest_message"], "n119");
     let codes: Vec<&str> = events.iter().map(|e| e["code"].as_str().unwrap()).collect();
-    assert_eq!(codes, ["caching_ignored", "filler", "warmup"]);
+    assert_eq!(codes, ["caching_ignored", "filler", "warmup", "x"]);
     assert_eq!(progress["run"]["status"], "pending");
     t.finish().await;
 });
@@ -403,3 +434,31 @@ on_both_backends!(a_block_that_left_its_batch_is_left_to_its_new_holder, |t| {
     assert!(matches!(&e, AppError::Field { field, .. } if field == "results"), "{e}");
     t.finish().await;
 });
+
+/// A transaction PostgreSQL aborts to break a deadlock is a retryable 503, not an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_a_retryable_503() {
+    if helpers::postgres_url().is_none() {
+        eprintln!("SKIPPED a_deadlock_is_a_retryable_503: TEST_POSTGRES_URL is unset");
+        return;
+    }
+    let t = helpers::TestDb::new(runtime_policy::config::Backend::Postgres).await;
+    sqlx::query("CREATE TABLE lock_pair (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)").execute(&t.db.pool).await.unwrap();
+    sqlx::query("INSERT INTO lock_pair VALUES (1, 0), (2, 0)").execute(&t.db.pool).await.unwrap();
+    let mut a = t.db.pool.begin().await.unwrap();
+    let mut b = t.db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE lock_pair SET n = n + 1 WHERE id = 1").execute(&mut *a).await.unwrap();
+    sqlx::query("UPDATE lock_pair SET n = n + 1 WHERE id = 2").execute(&mut *b).await.unwrap();
+    let first = async { sqlx::query("UPDATE lock_pair SET n = n + 1 WHERE id = 2").execute(&mut *a).await.map(|_| ()) };
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sqlx::query("UPDATE lock_pair SET n = n + 1 WHERE id = 1").execute(&mut *b).await.map(|_| ())
+    };
+    let (x, y) = tokio::join!(first, second);
+    let error = x.err().or(y.err()).expect("PostgreSQL breaks the deadlock by aborting one side");
+    let e = AppError::from(error);
+    assert_eq!(e.status_code(), 503, "{e:?}");
+    assert!(e.to_string().contains("send it again"), "{e}");
+    drop((a, b));
+    t.finish().await;
+}
