@@ -15,7 +15,8 @@ CREATE TABLE run_events (
 );
 CREATE INDEX run_events_run ON run_events (run_id, id);
 
--- Every (run, token, worker name) that claimed, completed, failed or reported, and when.
+-- Every (run, token, worker name) that claimed, completed a batch or reported, and when (a
+-- single block's completion only follows a claim, and is not recorded again).
 CREATE TABLE run_workers (
     run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     token_id BIGINT NOT NULL,

@@ -263,7 +263,6 @@ pub async fn complete(
         return Err(e);
     }
     count_finished(&mut tx, run_id, 1, 0).await?;
-    super::events::seen(&mut tx, run_id, holder, Utc::now()).await?;
     tx.commit().await?;
     db.metrics.inc("block_completions_total", &[]);
     Ok(BlockOutcome { block_uid: uid.to_string(), state: BlockState::Done, attempts: attempt })
@@ -321,7 +320,6 @@ pub async fn fail(
     if state == BlockState::Failed {
         count_finished(&mut tx, run_id, 0, 1).await?;
     }
-    super::events::seen(&mut tx, run_id, holder, Utc::now()).await?;
     tx.commit().await?;
     db.metrics.inc("block_failures_total", &[]);
     Ok(BlockOutcome { block_uid: uid.to_string(), state, attempts: attempt })

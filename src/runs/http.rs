@@ -421,12 +421,6 @@ async fn claim(
     Ok(Json(json!(claim)).into_response())
 }
 
-/// The fields of a block report: the worker, the attempt it holds, and the text named `text`.
-fn report<'a>(body: &'a Map<String, Value>, text: &str) -> Result<(WorkerName, i64, &'a str), AppError> {
-    let name = WorkerName::parse(string_field(body, "worker")?)?;
-    Ok((name, int_field(body, "attempt")?, string_field(body, text)?))
-}
-
 /// `POST /api/v1/runs/{id}/blocks/{uid}/complete` with `{"worker", "attempt", "result"}`.
 async fn complete(
     State(db): State<Db>,
@@ -434,9 +428,8 @@ async fn complete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let (token, id) = worker_on_run(&db, &headers, &id, Scope::RunsWork).await?;
-    let body = object(&body)?;
-    let (name, attempt, result) = report(&body, "result")?;
+    let (token, id, body, name) = worker_post(&db, &headers, &id, &body).await?;
+    let (attempt, result) = (int_field(&body, "attempt")?, string_field(&body, "result")?);
     let out = claims::complete(&db, id, &uid, Holder { token: token.id, worker: &name }, attempt, result).await?;
     Ok(Json(json!(out)).into_response())
 }
@@ -449,9 +442,8 @@ async fn fail(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let (token, id) = worker_on_run(&db, &headers, &id, Scope::RunsWork).await?;
-    let body = object(&body)?;
-    let (name, attempt, error) = report(&body, "error")?;
+    let (token, id, body, name) = worker_post(&db, &headers, &id, &body).await?;
+    let (attempt, error) = (int_field(&body, "attempt")?, string_field(&body, "error")?);
     let out = claims::fail(&db, id, &uid, Holder { token: token.id, worker: &name }, attempt, error).await?;
     Ok(Json(json!(out)).into_response())
 }

@@ -371,54 +371,47 @@ pub fn RunPage() -> impl IntoView {
     }
 }
 
-/// For superusers: the fleet page.
-fn fleet_link() -> impl IntoView {
+/// Shows `content` to a signed-in superuser only (the server checks access either way).
+fn for_superusers<V: IntoView + 'static>(content: impl Fn() -> V + Clone + Send + Sync + 'static) -> impl IntoView {
     let auth = use_context::<crate::auth::Auth>()?;
     Some(view! {
         <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                let superuser = matches!(
-                    auth.user.await, Ok(Some(u)) if u.role == crate::auth::types::Role::Superuser
-                );
-                superuser
-                    .then(|| {
-                        view! {
-                            <p>
-                                <A href=crate::paths::FLEET>"Fleet: the workers and what they hold"</A>
-                            </p>
-                        }
-                    })
-            })}
+            {move || {
+                let content = content.clone();
+                Suspend::new(async move {
+                    let superuser = matches!(
+                        auth.user.await, Ok(Some(u)) if u.role == crate::auth::types::Role::Superuser
+                    );
+                    superuser.then(content)
+                })
+            }}
         </Transition>
+    })
+}
+
+/// For superusers: the fleet page.
+fn fleet_link() -> impl IntoView {
+    for_superusers(|| {
+        view! {
+            <p>
+                <A href=crate::paths::FLEET>"Fleet: the workers and what they hold"</A>
+            </p>
+        }
     })
 }
 
 /// For superusers: the run's snapshot beside today's policy on the revisions page, where it can
 /// be restored.
 fn compare_link(run_id: i64) -> impl IntoView {
-    let auth = use_context::<crate::auth::Auth>()?;
     let href = format!("{}?run={run_id}", crate::paths::settings_section("revisions"));
-    Some(view! {
-        <Transition fallback=|| ()>
-            {move || {
-                let href = href.clone();
-                Suspend::new(async move {
-                    let superuser = matches!(
-                        auth.user.await, Ok(Some(u)) if u.role == crate::auth::types::Role::Superuser
-                    );
-                    superuser
-                        .then(|| {
-                            view! {
-                                <p>
-                                    <a href=href data-testid="run-policy-compare">
-                                        "Compare this policy with today's, or restore it"
-                                    </a>
-                                </p>
-                            }
-                        })
-                })
-            }}
-        </Transition>
+    for_superusers(move || {
+        view! {
+            <p>
+                <a href=href.clone() data-testid="run-policy-compare">
+                    "Compare this policy with today's, or restore it"
+                </a>
+            </p>
+        }
     })
 }
 
