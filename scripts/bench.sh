@@ -96,10 +96,16 @@ for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null 2>&1 && { up=true;
 $up || { echo "bench: the server did not start again:" >&2; cat "$tmp/queries.log" >&2; exit 1; }
 curl -s -o /dev/null -H "Cookie: $cookie" "$page"
 sleep 0.5
-before=$(grep -c 'sqlx::query' "$tmp/queries.log" || true)
-curl -s -o /dev/null -H "Cookie: $cookie" "$page"
-sleep 0.5
-queries=$(( $(grep -c 'sqlx::query' "$tmp/queries.log" || true) - before ))
+# The least of three loads: the server's own background work (heartbeat, webhook outbox) also
+# logs statements, and one of them can fall inside a window.
+queries=""
+for _ in 1 2 3; do
+  before=$(grep -c 'sqlx::query' "$tmp/queries.log" || true)
+  curl -s -o /dev/null -H "Cookie: $cookie" "$page"
+  sleep 0.5
+  n=$(( $(grep -c 'sqlx::query' "$tmp/queries.log" || true) - before ))
+  if [ -z "$queries" ] || [ "$n" -lt "$queries" ]; then queries=$n; fi
+done
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 cat <<EOF
