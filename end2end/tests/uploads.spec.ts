@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Page } from '@playwright/test';
 import { test, expect, waitForHydration } from './fixtures';
@@ -100,5 +101,19 @@ test.describe('without JavaScript', () => {
     ]);
     await page.getByTestId('run-upload').click();
     await expect(page.getByTestId('upload-error')).toContainText('"fake.pdf" is not a PDF');
+  });
+
+  test('an upload over the limit comes back to the list with the reason', async ({ page }, info) => {
+    // Over 50 MiB: refused before the server reads it, as a page, not as JSON.
+    const big = info.outputPath('big.txt');
+    fs.writeFileSync(big, Buffer.alloc(52 << 20, 'a'));
+    await signIn(page, { js: false });
+    await page.getByTestId('run-files').setInputFiles(big);
+    await page.getByTestId('run-upload').click();
+    await expect(page).toHaveURL(/\/app\/runs\?upload_error=/);
+    await expect(page.getByTestId('upload-error')).toContainText(
+      'the upload is over 50 MiB; at most 50 MiB in all and 10 MiB per file',
+    );
+    fs.rmSync(big);
   });
 });

@@ -406,6 +406,9 @@ pub async fn complete_batch(
             ));
         }
     }
+    // The database's clock, as claims and events use, so the fleet's "seen in the last hour"
+    // holds across instances whose host clocks differ.
+    let now = db.now().await?;
     let mut tx = db.begin_write().await?;
     let run = run_row(&mut tx, run_id).await?;
     // The batch's blocks as the claim packed them, locked in block_index order on PostgreSQL
@@ -475,7 +478,7 @@ pub async fn complete_batch(
     if done + failed > 0 {
         count_finished(&mut tx, run_id, done, failed).await?;
     }
-    super::events::seen(&mut tx, run_id, holder, Utc::now()).await?;
+    super::events::seen(&mut tx, run_id, holder, now).await?;
     tx.commit().await?;
     db.metrics.add("block_completions_total", &[], done as u64);
     Ok(outcomes)

@@ -352,8 +352,7 @@ pub async fn upload_from_page(
     user: Option<axum::Extension<crate::auth::session::RequestUser>>,
     req: Request,
 ) -> Response {
-    let wants_json =
-        req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
+    let wants_json = wants_json(req.headers());
     let user = user.and_then(|axum::Extension(u)| u.0);
     let result = async {
         let user = user.ok_or_else(AppError::unauthenticated)?;
@@ -368,13 +367,20 @@ pub async fn upload_from_page(
         Err(AppError::Unauthenticated(_)) => {
             axum::response::Redirect::to(&paths::login_href(paths::RUNS)).into_response()
         }
-        Err(e) => axum::response::Redirect::to(&format!(
-            "{}?upload_error={}",
-            paths::RUNS,
-            paths::encode_query(&e.to_string())
-        ))
-        .into_response(),
+        Err(e) => upload_refused_page(&e),
     }
+}
+
+/// Whether a request to the page's upload route asked for JSON (the form sent by script) rather
+/// than a page (the plain form).
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
+}
+
+/// A refused upload from the plain form: back to the runs list, which shows the reason.
+pub fn upload_refused_page(e: &AppError) -> Response {
+    axum::response::Redirect::to(&format!("{}?upload_error={}", paths::RUNS, paths::encode_query(&e.to_string())))
+        .into_response()
 }
 
 /// `GET /api/v1/runs/{id}/policy`: the snapshot as typed JSON, with `ETag: "<sha256>"`;

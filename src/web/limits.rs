@@ -42,6 +42,20 @@ fn too_large(limit: usize) -> AppError {
     AppError::TooLarge(format!("The request body is over the {limit} bytes accepted here."))
 }
 
+/// The most bytes of a refused page upload read (and dropped) so that the browser shows the
+/// answer; a larger one gets it at once, which a browser may show as a connection error.
+const DRAIN_MAX: u64 = 256 << 20;
+
+fn upload_too_large() -> AppError {
+    use crate::runs::upload::{MAX_FILE_BYTES, MAX_UPLOAD_BYTES};
+    AppError::TooLarge(format!(
+        "files: the upload is over {} MiB; at most {} MiB in all and {} MiB per file",
+        MAX_UPLOAD_BYTES >> 20,
+        MAX_UPLOAD_BYTES >> 20,
+        MAX_FILE_BYTES >> 20
+    ))
+}
+
 /// Refuses a body whose declared length is over the route's limit before anything reads it,
 /// and stops reading one that grows past it.
 pub async fn limit_bodies(req: Request, next: Next) -> Response {
@@ -55,6 +69,16 @@ pub async fn limit_bodies(req: Request, next: Next) -> Response {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        // The plain upload form (no JavaScript) gets the runs page with the reason, not JSON.
+        if path == paths::RUNS_UPLOAD && !crate::runs::http::wants_json(req.headers()) {
+            // A browser still sending when the answer comes shows a connection error, not the
+            // answer: read the rest and drop it first (nothing is kept), up to a bound.
+            if declared.is_some_and(|n| n <= DRAIN_MAX) {
+                let mut body = req.into_body();
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            }
+            return crate::runs::http::upload_refused_page(&upload_too_large());
+        }
         return too_large(limit).into_response();
     }
     let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));

@@ -69,12 +69,24 @@ pub fn connection_cap(open_files: u64) -> usize {
     open_files.saturating_sub(RESERVED_FILES).clamp(16, 10_000) as usize
 }
 
-/// Answers 503 when a request runs longer than `limit`; the audit downloads may take longer.
+/// The slowest upload accepted: a request with a body gets `limit` plus the time to send its
+/// declared length at this rate, so a 50 MiB upload over a slow link is not cut off.
+pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 64 << 10;
+
+/// Answers 503 when a request runs longer than `limit` (plus its declared body's time at
+/// [`MIN_UPLOAD_BYTES_PER_SEC`]); the audit downloads may take longer.
 pub async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path == paths::AUDIT_EXPORT_CSV || path == paths::AUDIT_EXPORT_JSON {
         return next.run(req).await;
     }
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let limit = limit + Duration::from_secs(declared / MIN_UPLOAD_BYTES_PER_SEC);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => AppError::Unavailable(format!(

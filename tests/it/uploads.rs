@@ -345,6 +345,40 @@ async fn sign_in(base: &str, email: &str, password: &str) -> String {
     cookie.expect("a session cookie")
 }
 
+/// Sends an upload whose declared length is over the limit and returns the head of the answer.
+/// The plain form's answer comes after its whole body (the server reads and drops it, so that a
+/// browser still sending sees the answer); the script's comes at once, so only the head is sent.
+async fn declared_too_large(base: &str, cookie: &str, accept: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let declared = runtime_policy::runs::upload::MAX_UPLOAD_BYTES + (2 << 20);
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: {addr}\r\ncookie: {cookie}\r\norigin: {base}\r\naccept: {accept}\r\n\
+         content-type: multipart/form-data; boundary=x\r\ncontent-length: {declared}\r\n\r\n--x\r\n",
+        paths::RUNS_UPLOAD
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    if accept != "application/json" {
+        let chunk = vec![b'a'; 1 << 20];
+        let mut left = declared - "--x\r\n".len();
+        while left > 0 {
+            let n = left.min(chunk.len());
+            s.write_all(&chunk[..n]).await.unwrap();
+            left -= n;
+        }
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            other => panic!("no answer to an oversized upload: {other:?}"),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// A page's HTML as the holder of `cookie` gets it.
 async fn page_text(base: &str, path: &str, cookie: &str) -> String {
     let res = reqwest::Client::new().get(format!("{base}{path}")).header("cookie", cookie).send().await.unwrap();
@@ -393,6 +427,24 @@ on_both_backends!(the_page_form_uploads_with_and_without_javascript, |t| {
     assert!(html.contains("upload.allowed_extensions is"), "the list page does not show the refusal");
     let r = post(&url, &[("cookie", &cookie), ("origin", &base), ("accept", "application/json")], &ct_bad, bad).await;
     assert_eq!(r.status, 422);
+
+    // A body declared over the upload's limit is refused before it is read: the plain form is
+    // sent back to the list with the reason, the script gets JSON.
+    for (accept, status) in [("text/html", 303), ("application/json", 413)] {
+        let head = declared_too_large(&base, &cookie, accept).await;
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{head}");
+        if status == 303 {
+            let location = head
+                .lines()
+                .find_map(|l| l.split_once(": ").filter(|(name, _)| name.eq_ignore_ascii_case("location")))
+                .map(|(_, value)| value)
+                .unwrap_or_else(|| panic!("no location: {head}"))
+                .to_string();
+            assert!(location.starts_with("/app/runs?upload_error="), "{location}");
+            let html = page_text(&base, &location, &cookie).await;
+            assert!(html.contains("the upload is over 50 MiB; at most 50 MiB in all and 10 MiB per file"), "{html}");
+        }
+    }
 
     // Another member does not see the run; nobody signed in is sent to sign in; another site's
     // form is refused.
