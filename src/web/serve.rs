@@ -70,7 +70,8 @@ pub fn connection_cap(open_files: u64) -> usize {
 }
 
 /// The slowest upload accepted: a request with a body gets `limit` plus the time to send its
-/// declared length at this rate, so a 50 MiB upload over a slow link is not cut off.
+/// declared length (at most its route's limit) at this rate, so a 50 MiB upload over a slow
+/// link is not cut off.
 pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 64 << 10;
 
 /// Answers 503 when a request runs longer than `limit` (plus its declared body's time at
@@ -80,12 +81,9 @@ pub async fn time_limit(limit: Duration, req: Request, next: Next) -> Response {
     if path == paths::AUDIT_EXPORT_CSV || path == paths::AUDIT_EXPORT_JSON {
         return next.run(req).await;
     }
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    // Bounded by what the route accepts (a larger body is refused anyway); a body that goes
+    // silent is stopped sooner (`limits::BODY_IDLE`).
+    let declared = super::limits::declared_length(&req).unwrap_or(0).min(super::limits::request_limit(&req) as u64);
     let limit = limit + Duration::from_secs(declared / MIN_UPLOAD_BYTES_PER_SEC);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
