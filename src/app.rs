@@ -37,7 +37,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     // In the shell, not the app: its address names the bundle's folder, which only the server
     // knows.
     let css = format!("/{}/runtime-policy.css", options.site_pkg_dir);
-    let hydration = hydration_script(&options);
+    // Islands mode (the `islands` feature) hydrates each island once the browser is idle, and
+    // adds the islands router.
+    #[cfg(feature = "islands")]
+    let scripts = view! { <HydrationScripts options=options.clone() islands=true islands_router=true /> }.into_any();
+    #[cfg(not(feature = "islands"))]
+    let scripts =
+        view! { <script type="module" nonce=leptos::nonce::use_nonce()>{hydration_script(&options)}</script> }
+            .into_any();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -46,7 +53,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <link rel="stylesheet" href=css />
-                <script type="module" nonce=leptos::nonce::use_nonce()>{hydration}</script>
+                {scripts}
                 <MetaTags />
             </head>
             <body>
@@ -62,6 +69,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// works (every form posts without JavaScript) before it is hydrated. A browser without paint
 /// timing hydrates after the next frame; a page that is never painted (a tab opened in the
 /// background) hydrates after three seconds anyway.
+#[cfg(not(feature = "islands"))]
 fn hydration_script(options: &LeptosOptions) -> String {
     let pkg = format!("/{}/{}", options.site_pkg_dir, options.output_name);
     let js = serde_json::to_string(&format!("{pkg}.js")).unwrap_or_default();
