@@ -129,7 +129,7 @@ pub fn RunsPage() -> impl IntoView {
                         })
                 }}
             </div>
-            <UploadForm />
+            <UploadForm refused=use_query_map().get_untracked().get("upload_error") />
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match runs.await {
@@ -143,16 +143,34 @@ pub fn RunsPage() -> impl IntoView {
     }
 }
 
+/// Opens `href` with a page load (islands mode has no router in the browser).
+#[cfg(feature = "islands")]
+fn open_page(href: &str, _: leptos_router::NavigateOptions) {
+    #[cfg(feature = "hydrate")]
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().assign(href);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = href;
+}
+
 /// A run from documents. Without JavaScript the browser posts the form and is sent to the new
 /// run (or back here with the error); with it, the files go by XMLHttpRequest so the page can
 /// show the upload's progress.
-#[component]
-fn UploadForm() -> impl IntoView {
-    let query = use_query_map();
-    let (error, set_error) = signal(None::<String>);
+///
+/// An island in islands mode (ARCHITECTURE.md): `refused` is the reason a plain form's upload was
+/// sent back with, read from the address by the page; there is no router in the browser then,
+/// so a new run opens with a page load.
+#[cfg_attr(feature = "islands", island)]
+#[cfg_attr(not(feature = "islands"), component)]
+fn UploadForm(refused: Option<String>) -> impl IntoView {
+    let (error, set_error) = signal(refused);
     let (progress, set_progress) = signal(None::<(f64, f64)>);
-    let shown_error = move || error.get().or_else(|| query.read().get("upload_error"));
+    let shown_error = move || error.get();
+    #[cfg(not(feature = "islands"))]
     let navigate = use_navigate();
+    #[cfg(feature = "islands")]
+    let navigate = open_page;
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         #[cfg(feature = "hydrate")]
         {
