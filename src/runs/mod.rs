@@ -180,6 +180,7 @@ fn UploadForm(refused: Option<String>) -> impl IntoView {
             };
             ev.prevent_default();
             set_error.set(None);
+            #[cfg(not(feature = "islands"))]
             let navigate = navigate.clone();
             let done = move |result: Result<i64, String>| match result {
                 Ok(id) => navigate(&run_href(id), Default::default()),
@@ -362,7 +363,12 @@ fn RunTable(runs: Vec<RunSummary>) -> impl IntoView {
 #[component]
 pub fn RunPage() -> impl IntoView {
     let RunsData { run, .. } = expect_context::<RunsData>();
+    #[cfg(feature = "islands")]
+    let live = view! { <LiveRefresh /> };
+    #[cfg(not(feature = "islands"))]
+    let live = ();
     view! {
+        {live}
         <section class="run" data-testid="run-page">
             <p>
                 <A href=RUNS>"All runs"</A>
@@ -436,6 +442,53 @@ fn compare_link(run_id: i64) -> impl IntoView {
 /// Seconds between two reads of an active run's page.
 const POLL_SECS: u64 = 2;
 
+/// In islands mode the run page has no hydrated view: this island reads the page again every
+/// [`POLL_SECS`] while the run is active (its status carries `data-run-active`) and puts the
+/// new run section in place of the old one. It renders nothing.
+#[cfg(feature = "islands")]
+#[island]
+fn LiveRefresh() -> impl IntoView {
+    #[cfg(feature = "hydrate")]
+    live::schedule();
+}
+
+#[cfg(all(feature = "islands", feature = "hydrate"))]
+mod live {
+    use leptos::wasm_bindgen::{closure::Closure, JsCast};
+
+    const SECTION: &str = "[data-testid=run-page]";
+    const ACTIVE: &str = "[data-run-active=true]";
+
+    pub fn schedule() {
+        leptos::prelude::set_timeout(refresh, std::time::Duration::from_secs(super::POLL_SECS));
+    }
+
+    /// Reads this page again (as a parsed document) and swaps the run section, then schedules
+    /// the next read; a finished run stops it, a failed read tries again later.
+    fn refresh() {
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+        if !matches!(doc.query_selector(ACTIVE), Ok(Some(_))) {
+            return;
+        }
+        let href = doc.location().and_then(|l| l.href().ok()).unwrap_or_default();
+        let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return };
+        xhr.set_response_type(web_sys::XmlHttpRequestResponseType::Document);
+        if xhr.open("GET", &href).is_err() {
+            return;
+        }
+        let answer = xhr.clone();
+        let done = Closure::once_into_js(move || {
+            let fresh = answer.response_xml().ok().flatten().and_then(|d| d.query_selector(SECTION).ok().flatten());
+            if let (Some(fresh), Ok(Some(now))) = (fresh, doc.query_selector(SECTION)) {
+                now.set_inner_html(&fresh.inner_html());
+            }
+            schedule();
+        });
+        xhr.set_onloadend(Some(done.unchecked_ref()));
+        let _ = xhr.send();
+    }
+}
+
 #[component]
 fn RunView(detail: RunDetail) -> impl IntoView {
     let s = detail.summary;
@@ -459,7 +512,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
         <dl class="run-facts">
             <dt>"Status"</dt>
             <dd>
-                <span class=format!("status status--{}", s.status) data-testid="run-status">
+                <span class=format!("status status--{}", s.status) data-testid="run-status" data-run-active=active.to_string()>
                     {s.status.as_str()}
                 </span>
             </dd>
