@@ -37,10 +37,15 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     // In the shell, not the app: its address names the bundle's folder, which only the server
     // knows.
     let css = format!("/{}/runtime-policy.css", options.site_pkg_dir);
-    // Islands mode (the `islands` feature) hydrates each island once the browser is idle, and
-    // adds the islands router.
+    // Islands mode (the `islands` feature) hydrates each island once the browser is idle; links
+    // and plain forms then swap the page's body in place (`islands_nav.js`). Leptos' own islands
+    // router patches the old page node by node and left stale fields behind (ARCHITECTURE.md).
     #[cfg(feature = "islands")]
-    let scripts = view! { <HydrationScripts options=options.clone() islands=true islands_router=true /> }.into_any();
+    let scripts = view! {
+        <HydrationScripts options=options.clone() islands=true />
+        <script type="module" nonce=leptos::nonce::use_nonce()>{include_str!("islands_nav.js")}</script>
+    }
+    .into_any();
     #[cfg(not(feature = "islands"))]
     let scripts =
         view! { <script type="module" nonce=leptos::nonce::use_nonce()>{hydration_script(&options)}</script> }

@@ -1,0 +1,71 @@
+(() => {
+  // Islands mode: a same-site link or plain form fetches the next page and puts its <body> in
+  // place of this one (no page load), then hydrates the islands in it. Whole, not patched, so
+  // nothing of the old page is left behind.
+  let current = 0;
+  // A refused form keeps what the person typed: the answer's address carries the refusal (a
+  // server function's `__err`, or a settings notice other than a success).
+  const refused = (url) => url.searchParams.has('__err') ||
+    ['conflict', 'invalid', 'error'].includes(url.searchParams.get('notice'));
+  const typed = (form) => [...form.elements].filter((e) => e.name && !['hidden', 'submit', 'button', 'file'].includes(e.type));
+  const restore = (kept, body) => {
+    const key = kept.form.querySelector('input[type=hidden][name=key]');
+    const form = [...body.querySelectorAll('form')].find((f) => f.getAttribute('action') === kept.form.getAttribute('action') &&
+      (!key || f.querySelector(`input[type=hidden][name=key][value="${CSS.escape(key.value)}"]`)));
+    if (!form) return;
+    for (const [name, value, checked] of kept.values) {
+      const el = [...form.elements].find((e) => e.name === name);
+      if (!el) continue;
+      if (el.type === 'checkbox' || el.type === 'radio') el.checked = checked; else el.value = value;
+    }
+  };
+  const go = async (req, how, kept) => {
+    const mine = ++current;
+    let res;
+    try { res = await fetch(req); } catch { location.href = req.url; return; }
+    const type = res.headers.get('content-type') || '';
+    if (!type.startsWith('text/html')) { location.href = res.url; return; }
+    const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    if (mine !== current) return;
+    const url = new URL(res.redirected ? res.url : req.url);
+    const hash = url.hash || new URL(req.url).hash;
+    if (how === 'push') history.pushState(null, '', url.href);
+    else if (how === 'replace') history.replaceState(null, '', url.href);
+    document.title = doc.title;
+    const body = document.adoptNode(doc.body);
+    body.setAttribute('data-hydrated', document.body.getAttribute('data-hydrated') || '');
+    document.body.replaceWith(body);
+    if (kept && refused(url)) restore(kept, body);
+    for (const island of body.querySelectorAll('leptos-island')) {
+      if (window.__hydrateIsland) window.__hydrateIsland(island, island.dataset.component);
+    }
+    const target = hash && document.getElementById(decodeURIComponent(hash.slice(1)));
+    if (target) target.scrollIntoView(); else if (how === 'push') window.scrollTo(0, 0);
+  };
+  addEventListener('click', (ev) => {
+    if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.altKey || ev.ctrlKey || ev.shiftKey) return;
+    const a = ev.composedPath().find((el) => el instanceof HTMLAnchorElement);
+    if (!a || !a.href || a.target || a.hasAttribute('download')) return;
+    if ((a.getAttribute('rel') || '').split(/\s+/).includes('external')) return;
+    const url = new URL(a.href);
+    if (url.origin !== location.origin) return;
+    if (url.pathname === location.pathname && url.search === location.search && url.hash) return;
+    ev.preventDefault();
+    go(new Request(url), 'push');
+  });
+  addEventListener('submit', (ev) => {
+    const form = ev.target;
+    if (ev.defaultPrevented || !(form instanceof HTMLFormElement)) return;
+    if (form.enctype === 'multipart/form-data' || form.target) return;
+    const method = form.method.toUpperCase();
+    const url = new URL(form.action, location.href);
+    if (url.origin !== location.origin || (method !== 'GET' && method !== 'POST')) return;
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(form, ev.submitter)) if (typeof v === 'string') params.append(k, v);
+    ev.preventDefault();
+    const kept = { form, values: typed(form).map((e) => [e.name, e.value, e.checked]) };
+    if (method === 'GET') { url.search = params.toString(); go(new Request(url), 'push'); }
+    else go(new Request(url, { method: 'POST', body: params, headers: { Accept: 'text/html' } }), 'push', kept);
+  });
+  addEventListener('popstate', () => go(new Request(location.href), 'none'));
+})();
