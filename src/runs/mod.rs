@@ -166,7 +166,6 @@ fn open_page(href: &str, _: leptos_router::NavigateOptions) {
 fn UploadForm(refused: Option<String>) -> impl IntoView {
     let (error, set_error) = signal(refused);
     let (progress, set_progress) = signal(None::<(f64, f64)>);
-    let shown_error = move || error.get();
     #[cfg(not(feature = "islands"))]
     let navigate = use_navigate();
     #[cfg(feature = "islands")]
@@ -221,7 +220,8 @@ fn UploadForm(refused: Option<String>) -> impl IntoView {
                     })
             }}
             {move || {
-                shown_error()
+                error
+                    .get()
                     .map(|m| {
                         view! {
                             <p class="error" role="alert" data-testid="upload-error">

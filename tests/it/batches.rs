@@ -36,6 +36,12 @@ async fn small_batches(s: &PolicyStore) {
     s.update(&admin(), "models.platform_default_max_tokens", &json!(256), 0, None).await.unwrap();
 }
 
+/// Asserts a 429 whose error says `words`.
+fn assert_too_many(r: &worker::ApiResponse, words: &str) {
+    assert_eq!(r.status, 429);
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains(words), "{:?}", r.body);
+}
+
 fn entries(uids: &[String]) -> Vec<BatchEntry> {
     uids.iter().map(|u| BatchEntry { block_uid: u.clone(), outcome: Ok(format!("result of {u}")) }).collect()
 }
@@ -311,12 +317,7 @@ on_both_backends!(events_are_checked_bounded_and_shown, |t| {
     };
     filler(380, Some(token_id)).await;
     let r = post(json!({"worker": "w1", "level": "info", "code": "x", "message": "one too many for this token"})).await;
-    assert_eq!(r.status, 429);
-    assert!(
-        r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("this token already reported 500"),
-        "{:?}",
-        r.body
-    );
+    assert_too_many(&r, "this token already reported 500");
     // Another worker's token still has room, until the run is full.
     let other = create_token(&t.db, &TokenName::parse("reporter-2").unwrap(), &Grant::all()).await.unwrap();
     let other = ApiClient::new(&base, &other).unwrap();
@@ -327,12 +328,7 @@ on_both_backends!(events_are_checked_bounded_and_shown, |t| {
     assert_eq!(post_other(json!({"worker": "w2", "level": "info", "code": "x", "message": "room"})).await.status, 201);
     filler(499, None).await;
     let r = post_other(json!({"worker": "w2", "level": "info", "code": "x", "message": "full"})).await;
-    assert_eq!(r.status, 429);
-    assert!(
-        r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("already holds 1000 events"),
-        "{:?}",
-        r.body
-    );
+    assert_too_many(&r, "already holds 1000 events");
     assert_eq!(count(&t).await, 1000);
 
     // Shown by code with the latest of each, warnings first; the run is untouched.
