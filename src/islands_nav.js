@@ -35,7 +35,10 @@
     const body = document.adoptNode(doc.body);
     body.setAttribute('data-hydrated', document.body.getAttribute('data-hydrated') || '');
     document.body.replaceWith(body);
+    // A refused form keeps what was typed; an accepted one clears what it names in the tab's
+    // store (`data-done`: a draft, the staged edits), before the new islands read it.
     if (kept && refused(url)) restore(kept, body);
+    else if (kept) for (const item of kept.done) { try { sessionStorage.removeItem(item); } catch {} }
     for (const island of body.querySelectorAll('leptos-island')) {
       if (window.__hydrateIsland) window.__hydrateIsland(island, island.dataset.component);
     }
@@ -56,14 +59,17 @@
   addEventListener('submit', (ev) => {
     const form = ev.target;
     if (ev.defaultPrevented || !(form instanceof HTMLFormElement)) return;
-    if (form.enctype === 'multipart/form-data' || form.target) return;
-    const method = form.method.toUpperCase();
-    const url = new URL(form.action, location.href);
+    // Attributes, not properties: a field named `action` or `method` shadows the property.
+    const attr = (name) => form.getAttribute(name) || '';
+    if (attr('enctype').toLowerCase() === 'multipart/form-data' || attr('target')) return;
+    const method = (attr('method') || 'get').toUpperCase();
+    const url = new URL(attr('action') || location.href, location.href);
     if (url.origin !== location.origin || (method !== 'GET' && method !== 'POST')) return;
     const params = new URLSearchParams();
     for (const [k, v] of new FormData(form, ev.submitter)) if (typeof v === 'string') params.append(k, v);
     ev.preventDefault();
-    const kept = { form, values: typed(form).map((e) => [e.name, e.value, e.checked]) };
+    const kept = { form, values: typed(form).map((e) => [e.name, e.value, e.checked]),
+      done: (form.dataset.done || '').split(/\s+/).filter(Boolean) };
     if (method === 'GET') { url.search = params.toString(); go(new Request(url), 'push'); }
     else go(new Request(url, { method: 'POST', body: params, headers: { Accept: 'text/html' } }), 'push', kept);
   });

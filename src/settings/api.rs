@@ -119,7 +119,11 @@ pub async fn pin_policy(
 /// Applies edits staged on the page as one change set with one reason (a change request when
 /// one of them needs review). `changes` is a JSON list of `{key, text, expected_version}`.
 #[server(endpoint = "apply_changes")]
-pub async fn apply_changes(changes: String, reason: Option<String>) -> Result<ApplyOutcome, AppError> {
+pub async fn apply_changes(
+    changes: String,
+    reason: Option<String>,
+    return_to: Option<String>,
+) -> Result<ApplyOutcome, AppError> {
     use super::types::StagedChange;
     use crate::policy::change_set::{
         ChangeSet, ChangeSetKind, ChangeSetOutcome, KeyChange, Proposal, Target, MAX_CHANGES,
@@ -143,7 +147,7 @@ pub async fn apply_changes(changes: String, reason: Option<String>) -> Result<Ap
             .collect(),
         expected_revision: None,
     };
-    Ok(match store.propose(&actor, &set, ChangeSetKind::Apply).await {
+    let outcome = match store.propose(&actor, &set, ChangeSetKind::Apply).await {
         Ok(Proposal::Applied(ChangeSetOutcome::Applied { revision, lines, .. })) => {
             ApplyOutcome::Applied { revision, keys: lines.len() }
         }
@@ -151,7 +155,13 @@ pub async fn apply_changes(changes: String, reason: Option<String>) -> Result<Ap
         Ok(Proposal::Requested { id, .. }) => ApplyOutcome::Requested { id },
         Err(e @ (AppError::Field { .. } | AppError::Conflict(_))) => ApplyOutcome::Refused(e.to_string()),
         Err(e) => return Err(e),
-    })
+    };
+    // Posted as a form (islands mode): back to the page, the outcome in its address.
+    if crate::error::is_plain_form_post() {
+        let (ok, msg) = outcome.sentence();
+        redirect_with_notice(return_to.as_deref(), if ok { "applied" } else { "error" }, &msg);
+    }
+    Ok(outcome)
 }
 
 /// The policy revisions, and the comparison the address asks for: revision `rev` or run
@@ -302,7 +312,13 @@ pub async fn restore_policy(
             RestoreOutcome::Refused(_) => "error",
         };
         debug_assert_eq!(ok, notice != "error");
-        redirect_with_notice(return_to.as_deref(), notice, &msg);
+        // Back to the same comparison, which now shows what is left to restore (nothing).
+        let shown = match (revision, run) {
+            (Some(n), None) => format!("rev={n}"),
+            (None, Some(id)) => format!("run={id}"),
+            _ => String::new(),
+        };
+        redirect_with_notice_and(return_to.as_deref(), notice, &msg, &shown);
     }
     Ok(outcome)
 }
@@ -560,11 +576,18 @@ fn superuser_actor() -> Result<(crate::policy::store::PolicyStore, crate::policy
 /// with the outcome in the query.
 #[cfg(feature = "ssr")]
 fn redirect_with_notice(return_to: Option<&str>, notice: &str, msg: &str) {
+    redirect_with_notice_and(return_to, notice, msg, "");
+}
+
+/// [`redirect_with_notice`], with `more` (query parameters, already encoded) after the outcome.
+#[cfg(feature = "ssr")]
+fn redirect_with_notice_and(return_to: Option<&str>, notice: &str, msg: &str, more: &str) {
     use crate::paths::{encode_query, safe_next};
     let back = safe_next(return_to);
     let back = back.split(['?', '#']).next().unwrap_or_default().to_string();
     let msg = crate::policy::value::truncate(msg, 600);
-    leptos_axum::redirect(&format!("{back}?notice={notice}&msg={}", encode_query(&msg)));
+    let more = if more.is_empty() { String::new() } else { format!("&{more}") };
+    leptos_axum::redirect(&format!("{back}?notice={notice}&msg={}{more}", encode_query(&msg)));
 }
 
 /// One key's change from the page: a change request for a key that needs review, else the

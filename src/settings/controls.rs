@@ -3,6 +3,7 @@
 //! control submits one field, `value`, as text; the server parses it with the key's own rules.
 
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::provider_table::ProviderTable;
@@ -32,23 +33,93 @@ pub(super) fn error_id(key: &str) -> String {
     format!("error-{}", key.replace('.', "-"))
 }
 
-/// The control of a key, generated from its registry entry. Every control submits one field,
-/// `value`, as text; the server parses it with the key's own rules.
+/// What a key's control needs to know of its registry entry: small and serializable, so that
+/// an island carries it as a prop without the registry (and its help texts) in the bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControlSpec {
+    pub key: String,
+    pub label: String,
+    pub field: Field,
+}
+
+/// The kind of control and its bounds, as the form shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Field {
+    Toggle,
+    Slider {
+        min: String,
+        max: String,
+        step: String,
+        decimal: bool,
+    },
+    Numeric {
+        min: String,
+        max: String,
+    },
+    /// The options offered; the value in force comes first when it is not one of them.
+    Dropdown {
+        options: Vec<String>,
+    },
+    Textarea {
+        max_chars: usize,
+    },
+    TagList,
+    TableEditor,
+}
+
+impl ControlSpec {
+    /// The control of `spec`; `choices` are the models a model dropdown offers.
+    pub fn of(spec: &KeySpec, choices: Vec<String>) -> ControlSpec {
+        let field = match spec.control {
+            Control::Toggle => Field::Toggle,
+            Control::Slider => {
+                let (min, max, step) = match spec.kind {
+                    Kind::Int { min, max } => (min.to_string(), max.to_string(), "1".to_string()),
+                    Kind::Decimal { min, max, step } => {
+                        (format_hundredths(min), format_hundredths(max), format_hundredths(step))
+                    }
+                    _ => ("0".into(), "1".into(), "1".into()),
+                };
+                Field::Slider { min, max, step, decimal: matches!(spec.kind, Kind::Decimal { .. }) }
+            }
+            Control::Numeric => match spec.kind {
+                Kind::Int { min, max } => Field::Numeric { min: min.to_string(), max: max.to_string() },
+                _ => Field::Numeric { min: String::new(), max: String::new() },
+            },
+            Control::Dropdown => Field::Dropdown {
+                options: match spec.kind {
+                    Kind::Enum { options } => options.iter().map(|o| o.to_string()).collect(),
+                    _ => choices,
+                },
+            },
+            Control::Textarea => Field::Textarea {
+                max_chars: match spec.kind {
+                    Kind::Text { max_chars, .. } => max_chars,
+                    _ => 0,
+                },
+            },
+            Control::TagList => Field::TagList,
+            Control::TableEditor => Field::TableEditor,
+        };
+        ControlSpec { key: spec.key.to_string(), label: spec.label.to_string(), field }
+    }
+}
+
+/// The control of a key. Every control submits one field, `value`, as text; the server parses
+/// it with the key's own rules.
 pub(super) fn control(
-    spec: &'static KeySpec,
+    spec: ControlSpec,
     initial: String,
     draft: Memo<String>,
     set_draft: Callback<String>,
     disabled: bool,
-    choices: Vec<String>,
 ) -> AnyView {
-    let key = spec.key;
-    let id = input_id(key);
-    let described = error_id(key);
-    let label = spec.label;
+    let ControlSpec { key, label, field } = spec;
+    let id = input_id(&key);
+    let described = error_id(&key);
     let testid = format!("input-{key}");
-    match spec.control {
-        Control::Toggle => {
+    match field {
+        Field::Toggle => {
             let checked = initial == "true";
             view! {
                 <div class="field field--toggle">
@@ -71,13 +142,8 @@ pub(super) fn control(
             }
             .into_any()
         }
-        Control::Slider => {
-            let (min, max, step) = match spec.kind {
-                Kind::Int { min, max } => (min.to_string(), max.to_string(), "1".to_string()),
-                Kind::Decimal { min, max, step } => (format_hundredths(min), format_hundredths(max), format_hundredths(step)),
-                _ => ("0".into(), "1".into(), "1".into()),
-            };
-            let is_decimal = matches!(spec.kind, Kind::Decimal { .. });
+        Field::Slider { min, max, step, decimal: is_decimal } => {
+            let slider_label = format!("{label} (slider)");
             view! {
                 <div class="field field--slider">
                     <label for=id.clone()>{label}</label>
@@ -99,7 +165,7 @@ pub(super) fn control(
                                 set_draft.run(v)
                             }
                             disabled=disabled
-                            aria-label=format!("{label} (slider)")
+                            aria-label=slider_label
                             data-testid=format!("slider-{key}")
                         />
                         <input
@@ -122,11 +188,7 @@ pub(super) fn control(
             }
             .into_any()
         }
-        Control::Numeric => {
-            let (min, max) = match spec.kind {
-                Kind::Int { min, max } => (min.to_string(), max.to_string()),
-                _ => (String::new(), String::new()),
-            };
+        Field::Numeric { min, max } => {
             view! {
                 <div class="field">
                     <label for=id.clone()>{label}</label>
@@ -149,11 +211,7 @@ pub(super) fn control(
             }
             .into_any()
         }
-        Control::Dropdown => {
-            let mut options: Vec<String> = match spec.kind {
-                Kind::Enum { options } => options.iter().map(|o| o.to_string()).collect(),
-                _ => choices,
-            };
+        Field::Dropdown { mut options } => {
             if !options.contains(&initial) {
                 options.insert(0, initial.clone());
             }
@@ -185,11 +243,7 @@ pub(super) fn control(
             }
             .into_any()
         }
-        Control::Textarea => {
-            let max = match spec.kind {
-                Kind::Text { max_chars, .. } => max_chars,
-                _ => 0,
-            };
+        Field::Textarea { max_chars: max } => {
             view! {
                 <div class="field">
                     <label for=id.clone()>{label}</label>
@@ -212,8 +266,104 @@ pub(super) fn control(
             }
             .into_any()
         }
-        Control::TagList => view! { <TagList key=key label=label initial=initial draft=draft set_draft=set_draft disabled=disabled /> }.into_any(),
-        Control::TableEditor => view! { <ProviderTable key=key label=label initial=initial draft=draft set_draft=set_draft disabled=disabled /> }.into_any(),
+        Field::TagList => view! { <TagList key=key label=label initial=initial draft=draft set_draft=set_draft disabled=disabled /> }.into_any(),
+        Field::TableEditor => view! { <ProviderTable key=key label=label initial=initial draft=draft set_draft=set_draft disabled=disabled /> }.into_any(),
+    }
+}
+
+/// A key's control in islands mode: the field, its draft kept in the tab's store (so it outlives
+/// a page swap), the "Staged" and "Unsaved changes" badges and the Stage button. Until it has
+/// hydrated it shows exactly what the server rendered; then it reads the store.
+#[cfg(feature = "islands")]
+#[island]
+pub fn KeyControl(spec: ControlSpec, initial: String, disabled: bool, version: i64, from: String) -> impl IntoView {
+    use super::store;
+    use super::types::StagedChange;
+    use crate::policy::value::truncate;
+
+    let key = spec.key.clone();
+    let item = store::draft_item(&key);
+    let staged_text = {
+        let key = key.clone();
+        move || store::staged().into_iter().find(|c| c.key == key).map(|c| truncate(&c.text, 40))
+    };
+    let kept = RwSignal::new(None::<String>);
+    let staged = RwSignal::new(None::<String>);
+    let ready = RwSignal::new(false);
+    Effect::new({
+        let (item, initial, staged_text) = (item.clone(), initial.clone(), staged_text.clone());
+        move |_| {
+            // A draft equal to the value now in force is no longer a change.
+            let draft = store::get(&item).filter(|d| *d != initial);
+            if draft.is_none() {
+                store::set(&item, None);
+            }
+            kept.set(draft);
+            staged.set(staged_text());
+            ready.set(true);
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = window_event_listener_untyped(store::STAGED_EVENT, move |_| staged.set(staged_text()));
+        on_cleanup(move || handle.remove());
+    }
+    let draft = {
+        let initial = initial.clone();
+        Memo::new(move |_| kept.get().unwrap_or_else(|| initial.clone()))
+    };
+    let set_draft = {
+        let initial = initial.clone();
+        Callback::new(move |v: String| {
+            let v = (v != initial).then_some(v);
+            store::set(&item, v.as_deref());
+            kept.set(v);
+        })
+    };
+    let stage = {
+        let key = key.clone();
+        move |_| {
+            store::stage(StagedChange {
+                key: key.clone(),
+                text: draft.get_untracked(),
+                expected_version: version,
+                from: from.clone(),
+            })
+        }
+    };
+    let (staged_id, unsaved_id, stage_id) = (format!("staged-{key}"), format!("unsaved-{key}"), format!("stage-{key}"));
+    view! {
+        <p class="key__badges">
+            {move || {
+                staged.get().map(|text| {
+                    view! {
+                        <span class="badge badge--unsaved" data-testid=staged_id.clone()>
+                            {format!("Staged: {text}")}
+                        </span>
+                    }
+                })
+            }}
+            <Show when=move || kept.with(Option::is_some)>
+                <span class="badge badge--unsaved" data-testid=unsaved_id.clone()>
+                    "Unsaved changes"
+                </span>
+            </Show>
+        </p>
+        {control(spec, initial, draft, set_draft, disabled)}
+        <Show when=move || ready.get()>
+            <p class="key__stage">
+                <button
+                    type="button"
+                    class="button button--secondary"
+                    title="Add this edit to the pending changes, applied later with others as one change set"
+                    disabled=disabled
+                    data-testid=stage_id.clone()
+                    on:click=stage.clone()
+                >
+                    "Stage"
+                </button>
+            </p>
+        </Show>
     }
 }
 
@@ -225,8 +375,8 @@ pub(super) fn split_tags(s: &str) -> Vec<String> {
 /// what the form submits, so the list can also be edited without JavaScript.
 #[component]
 fn TagList(
-    key: &'static str,
-    label: &'static str,
+    key: String,
+    label: String,
     initial: String,
     draft: Memo<String>,
     set_draft: Callback<String>,
@@ -243,10 +393,11 @@ fn TagList(
         set_draft.run(tags.join(", "));
         new_tag.set(String::new());
     };
-    let id = input_id(key);
+    let id = input_id(&key);
+    let described = error_id(&key);
     view! {
         <div class="field field--tags">
-            <label for=id.clone()>{label}</label>
+            <label for=id.clone()>{label.clone()}</label>
             <ul class="tags" data-testid=format!("tags-{key}")>
                 <For each=move || split_tags(&draft.get()) key=|t| t.clone() let:tag>
                     <li class="tag">
@@ -298,7 +449,7 @@ fn TagList(
                 prop:value=move || draft.get()
                 on:input=move |ev| set_draft.run(event_target_value(&ev))
                 disabled=disabled
-                aria-describedby=error_id(key)
+                aria-describedby=described
                 data-testid=format!("input-{key}")
             />
             <span class="field__hint">"Comma-separated, lower-case, no dots."</span>

@@ -4,13 +4,20 @@
 use leptos::prelude::*;
 
 use super::api::{PinPolicy, ResetPolicy, RevertPolicy, SavePolicy};
-use super::controls::{control, draft_text, error_id};
+#[cfg(not(feature = "islands"))]
+use super::controls::control;
+use super::controls::{draft_text, error_id, ControlSpec};
 use super::history::{HistoryList, ValueChart};
-use super::types::{PolicyPage, SaveOutcome, Section, StagedChange};
+use super::store::draft_item;
+#[cfg(not(feature = "islands"))]
+use super::types::StagedChange;
+use super::types::{PolicyPage, SaveOutcome, Section};
 use super::EditorState;
 use crate::error::AppError;
 use crate::paths::key_anchor;
-use crate::policy::audit::AuditRow;
+use crate::policy::audit::{AuditRow, Conflict};
+#[cfg(feature = "islands")]
+use crate::policy::registry::spec;
 use crate::policy::registry::{KeySpec, Kind, Layer};
 use crate::policy::resolve::Resolved;
 use crate::policy::value::{canonical_json, truncate};
@@ -113,9 +120,87 @@ pub fn KeyEditor(
         .updated_by
         .clone()
         .map(|by| (by, resolved.updated_at.clone().map(|t| show_time(&t)).unwrap_or_default()));
+    // A save refused for a conflict and sent back without JavaScript: who changed the key, when,
+    // and to what, as this page now reads it.
+    let conflict_now = resolved.updated_by.clone().map(|changed_by| Conflict {
+        key: key.to_string(),
+        expected_version: 0,
+        current_version: version,
+        changed_by,
+        changed_at: resolved.updated_at.clone().unwrap_or_default(),
+        current_value: resolved.layer(Layer::Admin).and_then(|l| l.value.clone()),
+    });
     let numeric = matches!(spec.kind, Kind::Int { .. } | Kind::Decimal { .. });
     let default_json = spec.default_value().to_json();
     let testid = move |part: &str| format!("{part}-{key}");
+
+    // In islands mode the control, its badges and the Stage button are one island
+    // (`KeyControl`) that keeps its draft in the tab's store; otherwise they share EditorState.
+    #[cfg(not(feature = "islands"))]
+    let (badges, control_view, stage_button) = (
+        view! {
+                {move || {
+                    state
+                        .staged
+                        .with(|s| s.iter().find(|c| c.key == key).map(|c| truncate(&c.text, 40)))
+                        .map(|text| {
+                            view! {
+                                <span class="badge badge--unsaved" data-testid=testid("staged")>
+                                    {format!("Staged: {text}")}
+                                </span>
+                            }
+                        })
+                }}
+                <Show when=move || dirty.get()>
+                    <span class="badge badge--unsaved" data-testid=testid("unsaved")>
+                        "Unsaved changes"
+                    </span>
+                </Show>
+        }
+        .into_any(),
+        control(ControlSpec::of(spec, choices), initial.clone(), draft, set_draft, disabled),
+        view! {
+                    <Show when=move || state.hydrated.get()>
+                        <button
+                            type="button"
+                            class="button button--secondary"
+                            title="Add this edit to the pending changes, applied later with others as one change set"
+                            disabled=move || disabled || pending.get()
+                            data-testid=testid("stage")
+                            on:click={
+                                let from = stage_from.clone();
+                                move |_| {
+                                    state.stage(StagedChange {
+                                        key: key.to_string(),
+                                        text: draft.get_untracked(),
+                                        expected_version: version,
+                                        from: from.clone(),
+                                    })
+                                }
+                            }
+                        >
+                            "Stage"
+                        </button>
+                    </Show>
+        }
+        .into_any(),
+    );
+    #[cfg(feature = "islands")]
+    let _ = (draft, set_draft);
+    #[cfg(feature = "islands")]
+    let (badges, control_view, stage_button) = (
+        (),
+        view! {
+            <super::controls::KeyControl
+                spec=ControlSpec::of(spec, choices)
+                initial=initial.clone()
+                disabled=disabled
+                version=version
+                from=stage_from.clone()
+            />
+        },
+        (),
+    );
 
     view! {
         <article
@@ -141,23 +226,7 @@ pub fn KeyEditor(
                             </span>
                         }
                     })}
-                {move || {
-                    state
-                        .staged
-                        .with(|s| s.iter().find(|c| c.key == key).map(|c| truncate(&c.text, 40)))
-                        .map(|text| {
-                            view! {
-                                <span class="badge badge--unsaved" data-testid=testid("staged")>
-                                    {format!("Staged: {text}")}
-                                </span>
-                            }
-                        })
-                }}
-                <Show when=move || dirty.get()>
-                    <span class="badge badge--unsaved" data-testid=testid("unsaved")>
-                        "Unsaved changes"
-                    </span>
-                </Show>
+                {badges}
             </header>
             <p class="key__help">
                 {spec.scope} " " <span class="key__nonscope">"Not covered: " {spec.non_scope}</span>
@@ -213,11 +282,11 @@ pub fn KeyEditor(
                         </p>
                     }
                 })}
-            <ActionForm action=save attr:class="key__form" attr:novalidate=true>
+            <ActionForm action=save attr:class="key__form" attr:novalidate=true attr:data-done=draft_item(key)>
                 <input type="hidden" name="key" value=key />
                 <input type="hidden" name="expected_version" value=version />
                 <input type="hidden" name="return_to" value=return_to_save />
-                {control(spec, initial.clone(), draft, set_draft, disabled, choices)}
+                {control_view}
                 <div class="key__actions">
                     <label class="reason">
                         <span>"Reason for " {spec.label} " (optional)"</span>
@@ -233,28 +302,7 @@ pub fn KeyEditor(
                     <button type="submit" class="button" disabled=move || disabled || pending.get() data-testid=testid("save")>
                         "Save"
                     </button>
-                    <Show when=move || state.hydrated.get()>
-                        <button
-                            type="button"
-                            class="button button--secondary"
-                            title="Add this edit to the pending changes, applied later with others as one change set"
-                            disabled=move || disabled || pending.get()
-                            data-testid=testid("stage")
-                            on:click={
-                                let from = stage_from.clone();
-                                move |_| {
-                                    state.stage(StagedChange {
-                                        key: key.to_string(),
-                                        text: draft.get_untracked(),
-                                        expected_version: version,
-                                        from: from.clone(),
-                                    })
-                                }
-                            }
-                        >
-                            "Stage"
-                        </button>
-                    </Show>
+                    {stage_button}
                 </div>
             </ActionForm>
             <div class="key__outcome" id=error_id(key)>
@@ -263,6 +311,8 @@ pub fn KeyEditor(
                         "saved" => Ok(SaveOutcome::Saved { key: key.to_string(), version: 0 }),
                         "unchanged" => Ok(SaveOutcome::Unchanged { key: key.to_string() }),
                         "requested" => Ok(SaveOutcome::Requested { key: key.to_string(), id: m.parse().unwrap_or(0) }),
+                        // Told in full from the value in force now, which this page shows.
+                        "conflict" => conflict_now.clone().map(SaveOutcome::Conflict).ok_or(m),
                         _ => Err(m),
                     });
                     outcome.get().or(from_query).map(|o| outcome_view(key, o, data))
@@ -273,7 +323,7 @@ pub fn KeyEditor(
                     let return_to = return_to_reset;
                     move || {
                     view! {
-                        <ActionForm action=reset attr:class="key__reset">
+                        <ActionForm action=reset attr:class="key__reset" attr:data-done=draft_item(key)>
                             <input type="hidden" name="key" value=key />
                             <input type="hidden" name="expected_version" value=version />
                             <input type="hidden" name="return_to" value=return_to.clone() />
@@ -289,7 +339,7 @@ pub fn KeyEditor(
                     let source = resolved_source;
                     move || {
                     view! {
-                        <ActionForm action=pin attr:class="key__reset">
+                        <ActionForm action=pin attr:class="key__reset" attr:data-done=draft_item(key)>
                             <input type="hidden" name="key" value=key />
                             <input type="hidden" name="expected_version" value=version />
                             <input type="hidden" name="return_to" value=return_to.clone() />
@@ -345,6 +395,29 @@ fn outcome_view(
                 .as_ref()
                 .map(|v| truncate(&canonical_json(v), 120))
                 .unwrap_or_else(|| "the inherited value (reset)".to_string());
+            // Islands mode reads the page again by following a link to it (the draft stays in
+            // the tab's store); otherwise the data loads again in place.
+            #[cfg(feature = "islands")]
+            let reload = {
+                let _ = data;
+                let href = spec(key).map(|s| s.href()).unwrap_or_default();
+                view! {
+                    <a class="button button--secondary" href=href data-testid=format!("reload-{key}")>
+                        "Reload"
+                    </a>
+                }
+            };
+            #[cfg(not(feature = "islands"))]
+            let reload = view! {
+                <button
+                    type="button"
+                    class="button button--secondary"
+                    data-testid=format!("reload-{key}")
+                    on:click=move |_| data.refetch()
+                >
+                    "Reload"
+                </button>
+            };
             view! {
                 <div class="outcome outcome--conflict" role="alert" data-testid=testid>
                     <p>
@@ -356,14 +429,7 @@ fn outcome_view(
                     <p>
                         "Your input is kept below. Reload to see their change, then save again to replace it."
                     </p>
-                    <button
-                        type="button"
-                        class="button button--secondary"
-                        data-testid=format!("reload-{key}")
-                        on:click=move |_| data.refetch()
-                    >
-                        "Reload"
-                    </button>
+                    {reload}
                 </div>
             }
             .into_any()

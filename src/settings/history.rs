@@ -141,7 +141,7 @@ pub fn HistoryList(
                                         {row.reason.clone().map(|r| view! { <p class="history__reason">"Reason: " {r}</p> })}
                                         <details class="revert">
                                             <summary data-testid=format!("revert-{}", row.id)>"Revert to this value…"</summary>
-                                            <ActionForm action=revert>
+                                            <ActionForm action=revert attr:data-done=super::store::draft_item(key)>
                                                 <input type="hidden" name="key" value=key />
                                                 <input type="hidden" name="audit_id" value=row.id />
                                                 <input type="hidden" name="expected_version" value=version />

@@ -62,30 +62,37 @@ pub fn Integrations() -> impl IntoView {
         None => None,
     });
     let secret = move || act.value().get().and_then(|r| r.ok()).and_then(|o| o.secret);
+    // In islands mode the token's form and its one showing are islands of their own.
+    #[cfg(feature = "islands")]
+    let (secret_view, token_form) = {
+        let _ = secret;
+        (view! { <NewToken /> }.into_any(), view! { <TokenForm /> }.into_any())
+    };
+    #[cfg(not(feature = "islands"))]
+    let (secret_view, token_form) = (
+        view! {
+            {move || {
+                secret()
+                    .map(|s| {
+                        view! {
+                            <p class="notice-banner" role="status">
+                                "The new token: " <code data-testid="new-token">{s}</code>
+                            </p>
+                        }
+                    })
+            }}
+        }
+        .into_any(),
+        token_form(act).into_any(),
+    );
     view! {
         <FormOutcome action=outcome testid="integration-outcome" from_address=true />
-        {move || {
-            secret()
-                .map(|s| {
-                    view! {
-                        <p class="notice-banner" role="status">
-                            "The new token: " <code data-testid="new-token">{s}</code>
-                        </p>
-                    }
-                })
-        }}
+        {secret_view}
         <h2>"Personal API tokens"</h2>
         <p class="muted">
             "A token acts for you on /api/v1/policy with its scopes (policy:read always). Changes it makes are audited as token:NAME (you)."
         </p>
-        <ActionForm action=act attr:class="audit-filters">
-            <input type="hidden" name="action" value="create_token" />
-            <label>"Name" <input type="text" name="name" required maxlength="64" data-testid="token-name" /></label>
-            <label><input type="checkbox" name="scope_write" value="on" data-testid="token-write" />" policy:write"</label>
-            <label><input type="checkbox" name="scope_audit" value="on" />" audit:read"</label>
-            <label>"Expires in (days, optional)" <input type="number" name="expires_in_days" min="1" max="3650" /></label>
-            <button type="submit" class="button" data-testid="token-create">"Create token"</button>
-        </ActionForm>
+        {token_form}
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
@@ -108,6 +115,84 @@ pub fn Integrations() -> impl IntoView {
         </ActionForm>
         <p><a href=Section::Integrations.href()>"Reload"</a></p>
     }
+}
+
+/// The form creating a token for the signed-in superuser.
+fn token_form(act: ServerAction<IntegrationAction>) -> impl IntoView {
+    view! {
+    <ActionForm action=act attr:class="audit-filters">
+        <input type="hidden" name="action" value="create_token" />
+        <label>"Name" <input type="text" name="name" required maxlength="64" data-testid="token-name" /></label>
+        <label><input type="checkbox" name="scope_write" value="on" data-testid="token-write" />" policy:write"</label>
+        <label><input type="checkbox" name="scope_audit" value="on" />" audit:read"</label>
+        <label>"Expires in (days, optional)" <input type="number" name="expires_in_days" min="1" max="3650" /></label>
+        <button type="submit" class="button" data-testid="token-create">"Create token"</button>
+    </ActionForm>
+    }
+}
+
+/// Islands mode: the token form sends itself (a new token never goes into an address), keeps
+/// the token in the tab's store for the next page to show once, then reads the section again
+/// with the outcome in its address.
+#[cfg(feature = "islands")]
+#[island]
+fn TokenForm() -> impl IntoView {
+    let act = ServerAction::<IntegrationAction>::new();
+    Effect::new(move |_| {
+        let Some(result) = act.value().get() else { return };
+        let (ok, message) = match result {
+            Ok(o) => {
+                if let Some(secret) = o.secret {
+                    super::store::set(super::store::NEW_TOKEN, Some(&secret));
+                }
+                (o.ok, o.message)
+            }
+            Err(e) => (false, e.to_string()),
+        };
+        let notice = if ok { "done" } else { "error" };
+        follow(&format!(
+            "{}?notice={notice}&msg={}",
+            Section::Integrations.href(),
+            crate::paths::encode_query(&message)
+        ));
+    });
+    token_form(act)
+}
+
+/// Islands mode: the token just created, shown once (taken from the tab's store).
+#[cfg(feature = "islands")]
+#[island]
+fn NewToken() -> impl IntoView {
+    let token = RwSignal::new(None::<String>);
+    Effect::new(move |_| token.set(super::store::take(super::store::NEW_TOKEN)));
+    move || {
+        token.get().map(|s| {
+            view! {
+                <p class="notice-banner" role="status">
+                    "The new token: " <code data-testid="new-token">{s}</code>
+                </p>
+            }
+        })
+    }
+}
+
+/// Opens `href` as a click on a link would, so the page's navigation swaps it in place.
+#[cfg(feature = "islands")]
+fn follow(href: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+        let (Ok(a), Some(body)) = (doc.create_element("a"), doc.body()) else { return };
+        let _ = a.set_attribute("href", href);
+        let _ = body.append_child(&a);
+        if let Ok(a) = a.dyn_into::<web_sys::HtmlElement>() {
+            a.click();
+            a.remove();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = href;
 }
 
 fn lists(p: IntegrationsPage, act: ServerAction<IntegrationAction>) -> impl IntoView {

@@ -11,6 +11,7 @@ mod provider_table;
 mod requests;
 mod revisions;
 mod staging;
+mod store;
 pub mod types;
 
 #[cfg(feature = "ssr")]
@@ -32,6 +33,7 @@ use self::editor::KeyEditor;
 use self::integrations::{Integrations, IntegrationsData};
 use self::requests::{Requests, RequestsData};
 use self::revisions::{Revisions, RevisionsData};
+#[cfg(not(feature = "islands"))]
 use self::staging::PendingChanges;
 use self::types::{PolicyPage, SaveOutcome, Section, StagedChange};
 use crate::error::AppError;
@@ -135,6 +137,21 @@ pub fn SettingsPage() -> impl IntoView {
     Effect::new(move |_| editor.hydrated.set(true));
 
     let nav_data = data;
+    // Staged edits: in islands mode an island reading the tab's store, and the outcome of
+    // applying them from the address; otherwise shared through EditorState.
+    #[cfg(feature = "islands")]
+    let pending = {
+        // Applied from a category, the form comes back to it; from elsewhere, to the first.
+        let here = section.get_untracked();
+        let keys = matches!(here, Some(Section::Keys(_)));
+        let back = here.filter(|_| keys).unwrap_or(Section::Keys(Category::Models)).href();
+        view! {
+            {keys.then(|| view! { <self::staging::AppliedOutcome /> })}
+            <self::staging::StagedEdits return_to=back />
+        }
+    };
+    #[cfg(not(feature = "islands"))]
+    let pending = view! { <PendingChanges data=data /> };
     view! {
         <div class="settings">
             <nav class="side-nav" aria-label="Policy categories">
@@ -179,7 +196,7 @@ pub fn SettingsPage() -> impl IntoView {
                 </ul>
             </nav>
             <section class="detail-panel" data-testid="detail-panel">
-                <PendingChanges data=data />
+                {pending}
                 {move || match section.get() {
                     None => {
                         view! {

@@ -11,8 +11,8 @@ type ProviderEdit = Box<dyn FnOnce(&mut Vec<Provider>)>;
 
 #[component]
 pub(super) fn ProviderTable(
-    key: &'static str,
-    label: &'static str,
+    key: String,
+    label: String,
     initial: String,
     draft: Memo<String>,
     set_draft: Callback<String>,
@@ -27,17 +27,20 @@ pub(super) fn ProviderTable(
             }
         }
     };
-    let id = input_id(key);
+    let id = input_id(&key);
+    let described = error_id(&key);
+    let label_id = format!("label-{key}");
+    let table_label = label_id.clone();
     view! {
         <div class="field field--table">
-            <span class="field__label" id=format!("label-{key}")>{label}</span>
+            <span class="field__label" id=label_id>{label.clone()}</span>
             {move || match providers.get() {
                 None => view! {
                     <p class="field-error" role="alert">"The JSON below is not a valid provider list; fix it there."</p>
                 }
                 .into_any(),
                 Some(ps) => view! {
-                    <table class="providers" aria-labelledby=format!("label-{key}") data-testid="providers-table">
+                    <table class="providers" aria-labelledby=table_label.clone() data-testid="providers-table">
                         <thead>
                             <tr>
                                 <th scope="col">"Id"</th>
@@ -149,7 +152,7 @@ pub(super) fn ProviderTable(
                     prop:value=move || draft.get()
                     on:change=move |ev| set_draft.run(event_target_value(&ev))
                     disabled=disabled
-                    aria-describedby=error_id(key)
+                    aria-describedby=described
                     data-testid=format!("input-{key}")
                 >
                     {initial}

@@ -4,13 +4,19 @@
 
 use leptos::prelude::*;
 
-use super::api::ApplyChanges;
-use super::types::{ApplyOutcome, PolicyPage, StagedChange};
-use super::EditorState;
+use super::types::StagedChange;
+#[cfg(not(feature = "islands"))]
+use super::{
+    api::ApplyChanges,
+    types::{ApplyOutcome, PolicyPage},
+    EditorState,
+};
+#[cfg(not(feature = "islands"))]
 use crate::error::AppError;
 use crate::policy::value::truncate;
 use crate::ui::FormOutcome;
 
+#[cfg(not(feature = "islands"))]
 #[component]
 pub fn PendingChanges(data: Resource<Result<PolicyPage, AppError>>) -> impl IntoView {
     let state = expect_context::<EditorState>();
@@ -37,7 +43,7 @@ pub fn PendingChanges(data: Resource<Result<PolicyPage, AppError>>) -> impl Into
         let staged = state.staged.get_untracked();
         let changes = serde_json::to_string(&staged).unwrap_or_else(|_| "[]".into());
         let reason = Some(reason.get_untracked()).filter(|r| !r.trim().is_empty());
-        apply.dispatch(ApplyChanges { changes, reason });
+        apply.dispatch(ApplyChanges { changes, reason, return_to: None });
     };
     let row = move |c: StagedChange| {
         let key = c.key.clone();
@@ -112,5 +118,113 @@ pub fn PendingChanges(data: Resource<Result<PolicyPage, AppError>>) -> impl Into
                     }
                 })
         }}
+    }
+}
+
+/// Islands mode: the outcome of applying the staged edits, from the address the form was sent
+/// back to (a `notice` that names no key).
+#[cfg(feature = "islands")]
+#[component]
+pub fn AppliedOutcome() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map().get_untracked();
+    let outcome = match (query.get("key"), query.get("notice")) {
+        (None, Some(notice)) => Some((notice != "error", query.get("msg").unwrap_or_default())),
+        _ => None,
+    };
+    view! { <FormOutcome action=Signal::derive(move || outcome.clone()) testid="pending-outcome" /> }
+}
+
+/// Islands mode: the staged edits, kept in the tab's store by each key's control, listed with a
+/// form that applies them as one change set. The form posts like any other (the navigation
+/// script sends it and clears the store once the server accepts it).
+#[cfg(feature = "islands")]
+#[island]
+pub fn StagedEdits(return_to: String) -> impl IntoView {
+    use super::api::ApplyChanges;
+    use super::store;
+    use leptos::server_fn::ServerFn;
+
+    let staged = RwSignal::new(Vec::<StagedChange>::new());
+    Effect::new(move |_| staged.set(store::staged()));
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = window_event_listener_untyped(store::STAGED_EVENT, move |_| staged.set(store::staged()));
+        on_cleanup(move || handle.remove());
+    }
+    let row = move |c: StagedChange| {
+        let key = c.key.clone();
+        view! {
+            <tr data-testid=format!("pending-{}", c.key)>
+                <th scope="row"><code>{c.key.clone()}</code></th>
+                <td><code>{c.from.clone()}</code></td>
+                <td><code>{truncate(&c.text, 80)}</code></td>
+                <td>
+                    <button
+                        type="button"
+                        class="link-button"
+                        aria-label=format!("Unstage {}", c.key)
+                        on:click=move |_| {
+                            let mut list = store::staged();
+                            list.retain(|x| x.key != key);
+                            store::set_staged(&list);
+                        }
+                    >
+                        "Unstage"
+                    </button>
+                </td>
+            </tr>
+        }
+    };
+    move || {
+        let list = staged.get();
+        (!list.is_empty()).then(|| {
+            let count = list.len();
+            let changes = serde_json::to_string(&list).unwrap_or_default();
+            // Once applied, the staged edits and the drafts they came from are done with.
+            let done = std::iter::once(store::STAGED.to_string())
+                .chain(list.iter().map(|c| store::draft_item(&c.key)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            view! {
+                <section class="restore pending" aria-labelledby="pending-title" data-testid="pending">
+                    <h2 id="pending-title">{format!("Pending changes ({count})")}</h2>
+                    <p class="muted">
+                        "Staged edits from any category, applied together as one change set with one reason."
+                    </p>
+                    <div class="table-wrap">
+                        <table class="audit">
+                            <thead>
+                                <tr>
+                                    <th scope="col">"Key"</th>
+                                    <th scope="col">"From"</th>
+                                    <th scope="col">"To"</th>
+                                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                                </tr>
+                            </thead>
+                            <tbody>{list.into_iter().map(row).collect_view()}</tbody>
+                        </table>
+                    </div>
+                    <form method="post" action=ApplyChanges::url() class="request__decision" data-done=done>
+                        <input type="hidden" name="changes" value=changes />
+                        <input type="hidden" name="return_to" value=return_to.clone() />
+                        <label>
+                            "Reason (optional)"
+                            <input type="text" name="reason" maxlength="500" data-testid="pending-reason" />
+                        </label>
+                        <button type="submit" class="button" data-testid="pending-apply">
+                            {format!("Apply {count} change(s)")}
+                        </button>
+                        <button
+                            type="button"
+                            class="button button--secondary"
+                            on:click=move |_| store::set_staged(&[])
+                            data-testid="pending-discard"
+                        >
+                            "Discard all"
+                        </button>
+                    </form>
+                </section>
+            }
+        })
     }
 }

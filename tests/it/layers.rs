@@ -90,6 +90,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("settings::requests", 5),
     ("settings::revisions", 5),
     ("settings::staging", 5),
+    ("settings::store", 5),
     ("app", 6),
     ("web", 7),
     ("web::headers", 7),
