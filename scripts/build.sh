@@ -2,19 +2,15 @@
 # Builds the server binary and the site (wasm bundle, CSS, public files) into target/.
 #   scripts/build.sh            debug build
 #   scripts/build.sh --release  release build (wasm optimised with wasm-opt)
-#   --islands                   either, in islands mode (a migration in progress; ARCHITECTURE.md)
 # The site goes to target/site, which is LEPTOS_SITE_ROOT's default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 release=false
-features=""
 for arg in "$@"; do
   case "$arg" in
     --release) release=true ;;
-    # Islands mode, a migration in progress (ARCHITECTURE.md, "The bundle").
-    --islands) features=",islands" ;;
-    *) echo "build: unknown argument $arg (allowed: --release, --islands)" >&2; exit 2 ;;
+    *) echo "build: unknown argument $arg (allowed: --release)" >&2; exit 2 ;;
   esac
 done
 
@@ -23,12 +19,12 @@ pkg=$site/pkg
 name=runtime-policy
 
 if $release; then
-  cargo build --release --features "ssr$features" --bin runtime-policy
-  cargo build --lib --target wasm32-unknown-unknown --no-default-features --features "hydrate$features" --profile wasm-release
+  cargo build --release --features ssr --bin runtime-policy
+  cargo build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate --profile wasm-release
   wasm=target/wasm32-unknown-unknown/wasm-release/runtime_policy.wasm
 else
-  cargo build --features "ssr$features" --bin runtime-policy
-  cargo build --lib --target wasm32-unknown-unknown --no-default-features --features "hydrate$features"
+  cargo build --features ssr --bin runtime-policy
+  cargo build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate
   wasm=target/wasm32-unknown-unknown/debug/runtime_policy.wasm
 fi
 

@@ -13,7 +13,7 @@ use crate::auth::{provide_auth, Auth, LoginPage, SetupPage, UserMenu};
 use crate::paths;
 use crate::runs::fleet_view::FleetPage;
 use crate::runs::{RunPage, RunsArea, RunsPage};
-use crate::settings::{provide_editor_state, SettingsArea, SettingsPage};
+use crate::settings::{SettingsArea, SettingsPage};
 
 /// The Content-Security-Policy of a page: scripts only from this site or inline with the
 /// page's nonce (the hydration script), wasm allowed to compile, no frames, no plugins.
@@ -37,19 +37,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     // In the shell, not the app: its address names the bundle's folder, which only the server
     // knows.
     let css = format!("/{}/runtime-policy.css", options.site_pkg_dir);
-    // Islands mode (the `islands` feature) hydrates each island once the browser is idle; links
-    // and plain forms then swap the page's body in place (`islands_nav.js`). Leptos' own islands
-    // router patches the old page node by node and left stale fields behind (ARCHITECTURE.md).
-    #[cfg(feature = "islands")]
+    // Only islands hydrate, once the browser is idle; links and plain forms then swap the page's
+    // body in place (`islands_nav.js`). Leptos' own islands router patches the old page node by
+    // node and left stale fields behind (ARCHITECTURE.md).
     let scripts = view! {
         <HydrationScripts options=options.clone() islands=true />
         <script type="module" nonce=leptos::nonce::use_nonce()>{include_str!("islands_nav.js")}</script>
-    }
-    .into_any();
-    #[cfg(not(feature = "islands"))]
-    let scripts =
-        view! { <script type="module" nonce=leptos::nonce::use_nonce()>{hydration_script(&options)}</script> }
-            .into_any();
+    };
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -68,33 +62,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Loads the bundle and hydrates the page once the browser reports its first paint. Unlike
-/// Leptos' `HydrationScripts`, nothing preloads the bundle: on a slow phone its download would
-/// compete with the page's own text and stylesheet for the first paint, and the page reads and
-/// works (every form posts without JavaScript) before it is hydrated. A browser without paint
-/// timing hydrates after the next frame; a page that is never painted (a tab opened in the
-/// background) hydrates after three seconds anyway.
-#[cfg(not(feature = "islands"))]
-fn hydration_script(options: &LeptosOptions) -> String {
-    let pkg = format!("/{}/{}", options.site_pkg_dir, options.output_name);
-    let js = serde_json::to_string(&format!("{pkg}.js")).unwrap_or_default();
-    let wasm = serde_json::to_string(&format!("{pkg}_bg.wasm")).unwrap_or_default();
-    format!(
-        "let started = false;\
-         const hydrate = () => {{ if (started) return; started = true;\
-           import({js}).then(m => m.default({{ module_or_path: {wasm} }}).then(() => m.hydrate())); }};\
-         if ((window.PerformanceObserver && PerformanceObserver.supportedEntryTypes || []).includes('paint')) {{\
-           new PerformanceObserver((_, o) => {{ o.disconnect(); setTimeout(hydrate, 0); }}).observe({{ type: 'paint', buffered: true }});\
-         }} else {{ requestAnimationFrame(() => setTimeout(hydrate, 0)); }}\
-         setTimeout(hydrate, 3000);"
-    )
-}
-
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
-    provide_editor_state();
     view! {
         <Title text="Runtime Policy" />
         <Router>

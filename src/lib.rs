@@ -43,11 +43,8 @@ pub mod web;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    // In islands mode the page's script hydrates each island after this.
-    #[cfg(feature = "islands")]
+    // The page's script hydrates each island after this.
     leptos::mount::hydrate_islands();
-    #[cfg(not(feature = "islands"))]
-    leptos::mount::hydrate_body(app::App);
     if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
         let _ = body.set_attribute("data-hydrated", "true");
     }

@@ -50,30 +50,10 @@ pub fn provide_auth() -> Auth {
     auth
 }
 
-/// After a successful sign-in or sign-out (with JavaScript), a full page load to `target`, so
-/// every resource starts over with the new session. Without JavaScript the server redirects.
-fn reload_on_success<S, T>(action: ServerAction<S>, target: impl Fn(&T) -> String + 'static)
-where
-    S: leptos::server_fn::ServerFn<Output = T, Error = AppError> + Clone + Send + Sync + 'static,
-    T: Clone + Send + Sync + 'static,
-{
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        if let Some(Ok(out)) = action.value().get() {
-            if let Some(window) = web_sys::window() {
-                let _ = window.location().assign(&target(&out));
-            }
-        }
-    });
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (action, target);
-}
-
 #[component]
 pub fn LoginPage() -> impl IntoView {
     // Created inside the router, so an error carried back to a plain form post shows here.
     let login = ServerAction::<Login>::new();
-    reload_on_success(login, |target: &String| target.clone());
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
     let error = move || login.value().get().and_then(|r| r.err()).map(|e| e.to_string());
@@ -141,7 +121,6 @@ pub fn SetupPage() -> impl IntoView {
     let token = move || query.read().get("token").unwrap_or_default();
     let status = Resource::new(token, setup_state);
     let create = ServerAction::<FirstSuperuser>::new();
-    reload_on_success(create, |target: &String| target.clone());
     let error = move || create.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     view! {
         <section class="login" data-testid="setup-page">
@@ -235,7 +214,6 @@ fn refuse_on_server() {
 #[component]
 pub fn LogoutButton() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
-    reload_on_success(logout, |_: &()| crate::paths::LOGIN.to_string());
     view! {
         <ActionForm action=logout>
             <button type="submit" class="link-button" data-testid="logout">

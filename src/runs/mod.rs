@@ -33,7 +33,7 @@ pub mod worker;
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_location, use_navigate, use_query_map};
+use leptos_router::hooks::{use_location, use_query_map};
 
 use self::api::{get_run, list_runs, CreateRun};
 use self::types::{RunDetail, RunSummary};
@@ -87,15 +87,6 @@ pub fn RunsArea() -> impl IntoView {
             }
         },
     );
-    // A created run opens its page. Here rather than in the list page: the action outlives the
-    // list page, whose effect would otherwise open the last run again each time the list is
-    // shown.
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = create.value().get() {
-            navigate(&run_href(id), Default::default());
-        }
-    });
     provide_context(RunsData { create, runs, run });
     crate::auth::signed_in_area(false)
 }
@@ -143,8 +134,7 @@ pub fn RunsPage() -> impl IntoView {
     }
 }
 
-/// Opens `href` with a page load (islands mode has no router in the browser).
-#[cfg(feature = "islands")]
+/// Opens `href` with a page load (there is no router in the browser).
 fn open_page(href: &str, _: leptos_router::NavigateOptions) {
     #[cfg(feature = "hydrate")]
     if let Some(w) = web_sys::window() {
@@ -158,17 +148,13 @@ fn open_page(href: &str, _: leptos_router::NavigateOptions) {
 /// run (or back here with the error); with it, the files go by XMLHttpRequest so the page can
 /// show the upload's progress.
 ///
-/// An island in islands mode (ARCHITECTURE.md): `refused` is the reason a plain form's upload was
-/// sent back with, read from the address by the page; there is no router in the browser then,
-/// so a new run opens with a page load.
-#[cfg_attr(feature = "islands", island)]
-#[cfg_attr(not(feature = "islands"), component)]
+/// An island (ARCHITECTURE.md): `refused` is the reason a plain form's upload was sent back
+/// with, read from the address by the page; there is no router in the browser, so a new run
+/// opens with a page load.
+#[island]
 fn UploadForm(refused: Option<String>) -> impl IntoView {
     let (error, set_error) = signal(refused);
     let (progress, set_progress) = signal(None::<(f64, f64)>);
-    #[cfg(not(feature = "islands"))]
-    let navigate = use_navigate();
-    #[cfg(feature = "islands")]
     let navigate = open_page;
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         #[cfg(feature = "hydrate")]
@@ -179,8 +165,6 @@ fn UploadForm(refused: Option<String>) -> impl IntoView {
             };
             ev.prevent_default();
             set_error.set(None);
-            #[cfg(not(feature = "islands"))]
-            let navigate = navigate.clone();
             let done = move |result: Result<i64, String>| match result {
                 Ok(id) => navigate(&run_href(id), Default::default()),
                 Err(message) => {
@@ -363,12 +347,8 @@ fn RunTable(runs: Vec<RunSummary>) -> impl IntoView {
 #[component]
 pub fn RunPage() -> impl IntoView {
     let RunsData { run, .. } = expect_context::<RunsData>();
-    #[cfg(feature = "islands")]
-    let live = view! { <LiveRefresh /> };
-    #[cfg(not(feature = "islands"))]
-    let live = ();
     view! {
-        {live}
+        <LiveRefresh />
         <section class="run" data-testid="run-page">
             <p>
                 <A href=RUNS>"All runs"</A>
@@ -442,17 +422,16 @@ fn compare_link(run_id: i64) -> impl IntoView {
 /// Seconds between two reads of an active run's page.
 const POLL_SECS: u64 = 2;
 
-/// In islands mode the run page has no hydrated view: this island reads the page again every
+/// The run page has no hydrated view: this island reads the page again every
 /// [`POLL_SECS`] while the run is active (its status carries `data-run-active`) and puts the
 /// new run section in place of the old one. It renders nothing.
-#[cfg(feature = "islands")]
 #[island]
 fn LiveRefresh() -> impl IntoView {
     #[cfg(feature = "hydrate")]
     live::schedule();
 }
 
-#[cfg(all(feature = "islands", feature = "hydrate"))]
+#[cfg(feature = "hydrate")]
 mod live {
     use leptos::wasm_bindgen::{closure::Closure, JsCast};
 
@@ -494,16 +473,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
     let s = detail.summary;
     let c = detail.counts;
     let active = matches!(s.status, self::types::RunStatus::Pending | self::types::RunStatus::Running);
-    // While the run is active the page reads it again every few seconds, in place (the
-    // Transition keeps the current view until the new one is ready). Without JavaScript the
-    // page is as fresh as its last load.
-    #[cfg(feature = "hydrate")]
-    if active {
-        let RunsData { run, .. } = expect_context::<RunsData>();
-        if let Ok(handle) = set_timeout_with_handle(move || run.refetch(), std::time::Duration::from_secs(POLL_SECS)) {
-            on_cleanup(move || handle.clear());
-        }
-    }
+    // While the run is active, LiveRefresh reads the page again every few seconds.
     let finished = c.done + c.failed;
     let drifted = detail.keys.iter().filter(|k| k.drift).count();
     let compare = compare_link(s.id);

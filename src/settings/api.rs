@@ -156,7 +156,7 @@ pub async fn apply_changes(
         Err(e @ (AppError::Field { .. } | AppError::Conflict(_))) => ApplyOutcome::Refused(e.to_string()),
         Err(e) => return Err(e),
     };
-    // Posted as a form (islands mode): back to the page, the outcome in its address.
+    // Posted as a form (as the page does): back to the page, the outcome in its address.
     if crate::error::is_plain_form_post() {
         let (ok, msg) = outcome.sentence();
         redirect_with_notice(return_to.as_deref(), if ok { "applied" } else { "error" }, &msg);

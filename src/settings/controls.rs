@@ -271,10 +271,9 @@ pub(super) fn control(
     }
 }
 
-/// A key's control in islands mode: the field, its draft kept in the tab's store (so it outlives
-/// a page swap), the "Staged" and "Unsaved changes" badges and the Stage button. Until it has
+/// A key's control, an island: the field, its draft kept in the tab's store (so it outlives a
+/// page swap), the "Staged" and "Unsaved changes" badges and the Stage button. Until it has
 /// hydrated it shows exactly what the server rendered; then it reads the store.
-#[cfg(feature = "islands")]
 #[island]
 pub fn KeyControl(spec: ControlSpec, initial: String, disabled: bool, version: i64, from: String) -> impl IntoView {
     use super::store;

@@ -4,25 +4,20 @@
 use leptos::prelude::*;
 
 use super::api::{PinPolicy, ResetPolicy, RevertPolicy, SavePolicy};
-#[cfg(not(feature = "islands"))]
-use super::controls::control;
-use super::controls::{draft_text, error_id, ControlSpec};
+use super::controls::{draft_text, error_id, ControlSpec, KeyControl};
 use super::history::{HistoryList, ValueChart};
 use super::store::draft_item;
-#[cfg(not(feature = "islands"))]
-use super::types::StagedChange;
-use super::types::{PolicyPage, SaveOutcome, Section};
-use super::EditorState;
-use crate::error::AppError;
+use super::types::{SaveOutcome, Section};
 use crate::paths::key_anchor;
 use crate::policy::audit::{AuditRow, Conflict};
-#[cfg(feature = "islands")]
-use crate::policy::registry::spec;
-use crate::policy::registry::{KeySpec, Kind, Layer};
+use crate::policy::registry::{spec, KeySpec, Kind, Layer};
 use crate::policy::resolve::Resolved;
 use crate::policy::value::{canonical_json, truncate};
 use crate::ui::show_time;
 
+/// One key's editor, rendered on the server: every form posts as it is (the navigation script
+/// sends it and swaps in the page it is sent back to, with the outcome in its address). Only
+/// the control is an island ([`KeyControl`]).
 #[component]
 pub fn KeyEditor(
     spec: &'static KeySpec,
@@ -32,77 +27,16 @@ pub fn KeyEditor(
     choices: Vec<String>,
     focused: bool,
     notice: Option<(String, String)>,
-    data: Resource<Result<PolicyPage, AppError>>,
 ) -> impl IntoView {
-    let state = expect_context::<EditorState>();
     let key = spec.key;
     let initial = draft_text(spec, &resolved.value);
-    let draft = {
-        let initial = initial.clone();
-        Memo::new(move |_| state.drafts.with(|d| d.get(key).cloned()).unwrap_or_else(|| initial.clone()))
-    };
-    let set_draft = {
-        let initial = initial.clone();
-        Callback::new(move |v: String| {
-            state.drafts.update(|d| {
-                if v == initial {
-                    d.remove(key);
-                } else {
-                    d.insert(key.to_string(), v);
-                }
-            })
-        })
-    };
-    let dirty = Memo::new(move |_| state.drafts.with(|d| d.contains_key(key)));
     let disabled = parent_on == Some(false);
 
+    // The actions name the forms' server functions; the forms post without JavaScript.
     let save = ServerAction::<SavePolicy>::new();
     let reset = ServerAction::<ResetPolicy>::new();
     let revert = ServerAction::<RevertPolicy>::new();
     let pin = ServerAction::<PinPolicy>::new();
-    let on_result = move |r: Result<SaveOutcome, AppError>| {
-        let reload = matches!(
-            r,
-            Ok(SaveOutcome::Saved { .. }) | Ok(SaveOutcome::Unchanged { .. }) | Ok(SaveOutcome::Requested { .. })
-        );
-        if reload {
-            state.drafts.update(|d| {
-                d.remove(key);
-            });
-        }
-        state.outcomes.update(|o| {
-            o.insert(key.to_string(), r.map_err(|e| e.to_string()));
-        });
-        if reload {
-            data.refetch();
-        }
-    };
-    Effect::new(move |_| {
-        if let Some(r) = save.value().get() {
-            on_result(r);
-        }
-    });
-    Effect::new(move |_| {
-        if let Some(r) = reset.value().get() {
-            on_result(r);
-        }
-    });
-    Effect::new(move |_| {
-        if let Some(r) = revert.value().get() {
-            on_result(r);
-        }
-    });
-    Effect::new(move |_| {
-        if let Some(r) = pin.value().get() {
-            on_result(r);
-        }
-    });
-    // A form posted without JavaScript comes back with its outcome in the query.
-    let outcome = Memo::new(move |_| state.outcomes.with(|o| o.get(key).cloned()));
-    let notice = StoredValue::new(notice);
-    let pending = Memo::new(move |_| {
-        save.pending().get() || reset.pending().get() || revert.pending().get() || pin.pending().get()
-    });
 
     let version = resolved.admin_version;
     let return_to = Section::Keys(spec.category).href();
@@ -134,79 +68,10 @@ pub fn KeyEditor(
     let default_json = spec.default_value().to_json();
     let testid = move |part: &str| format!("{part}-{key}");
 
-    // In islands mode the control, its badges and the Stage button are one island
-    // (`KeyControl`) that keeps its draft in the tab's store; otherwise they share EditorState.
-    #[cfg(not(feature = "islands"))]
-    let (badges, control_view, stage_button) = (
-        view! {
-                {move || {
-                    state
-                        .staged
-                        .with(|s| s.iter().find(|c| c.key == key).map(|c| truncate(&c.text, 40)))
-                        .map(|text| {
-                            view! {
-                                <span class="badge badge--unsaved" data-testid=testid("staged")>
-                                    {format!("Staged: {text}")}
-                                </span>
-                            }
-                        })
-                }}
-                <Show when=move || dirty.get()>
-                    <span class="badge badge--unsaved" data-testid=testid("unsaved")>
-                        "Unsaved changes"
-                    </span>
-                </Show>
-        }
-        .into_any(),
-        control(ControlSpec::of(spec, choices), initial.clone(), draft, set_draft, disabled),
-        view! {
-                    <Show when=move || state.hydrated.get()>
-                        <button
-                            type="button"
-                            class="button button--secondary"
-                            title="Add this edit to the pending changes, applied later with others as one change set"
-                            disabled=move || disabled || pending.get()
-                            data-testid=testid("stage")
-                            on:click={
-                                let from = stage_from.clone();
-                                move |_| {
-                                    state.stage(StagedChange {
-                                        key: key.to_string(),
-                                        text: draft.get_untracked(),
-                                        expected_version: version,
-                                        from: from.clone(),
-                                    })
-                                }
-                            }
-                        >
-                            "Stage"
-                        </button>
-                    </Show>
-        }
-        .into_any(),
-    );
-    #[cfg(feature = "islands")]
-    let _ = (draft, set_draft);
-    #[cfg(feature = "islands")]
-    let (badges, control_view, stage_button) = (
-        (),
-        view! {
-            <super::controls::KeyControl
-                spec=ControlSpec::of(spec, choices)
-                initial=initial.clone()
-                disabled=disabled
-                version=version
-                from=stage_from.clone()
-            />
-        },
-        (),
-    );
-
     view! {
         <article
             class="key"
             class:key--focused=focused
-            class:key--dirty=move || dirty.get()
             id=key_anchor(key)
             data-testid=testid("key")
         >
@@ -226,7 +91,6 @@ pub fn KeyEditor(
                             </span>
                         }
                     })}
-                {badges}
             </header>
             <p class="key__help">
                 {spec.scope} " " <span class="key__nonscope">"Not covered: " {spec.non_scope}</span>
@@ -286,7 +150,13 @@ pub fn KeyEditor(
                 <input type="hidden" name="key" value=key />
                 <input type="hidden" name="expected_version" value=version />
                 <input type="hidden" name="return_to" value=return_to_save />
-                {control_view}
+                <KeyControl
+                    spec=ControlSpec::of(spec, choices)
+                    initial=initial.clone()
+                    disabled=disabled
+                    version=version
+                    from=stage_from
+                />
                 <div class="key__actions">
                     <label class="reason">
                         <span>"Reason for " {spec.label} " (optional)"</span>
@@ -299,24 +169,23 @@ pub fn KeyEditor(
                             data-testid=testid("reason")
                         />
                     </label>
-                    <button type="submit" class="button" disabled=move || disabled || pending.get() data-testid=testid("save")>
+                    <button type="submit" class="button" disabled=disabled data-testid=testid("save")>
                         "Save"
                     </button>
-                    {stage_button}
                 </div>
             </ActionForm>
             <div class="key__outcome" id=error_id(key)>
-                {move || {
-                    let from_query = notice.get_value().map(|(n, m)| match n.as_str() {
+                {
+                    notice.map(|(n, m)| match n.as_str() {
                         "saved" => Ok(SaveOutcome::Saved { key: key.to_string(), version: 0 }),
                         "unchanged" => Ok(SaveOutcome::Unchanged { key: key.to_string() }),
                         "requested" => Ok(SaveOutcome::Requested { key: key.to_string(), id: m.parse().unwrap_or(0) }),
                         // Told in full from the value in force now, which this page shows.
                         "conflict" => conflict_now.clone().map(SaveOutcome::Conflict).ok_or(m),
                         _ => Err(m),
-                    });
-                    outcome.get().or(from_query).map(|o| outcome_view(key, o, data))
-                }}
+                    })
+                    .map(|o| outcome_view(key, o))
+                }
             </div>
             {has_admin
                 .then({
@@ -360,11 +229,8 @@ pub fn KeyEditor(
     }
 }
 
-fn outcome_view(
-    key: &'static str,
-    o: Result<SaveOutcome, String>,
-    data: Resource<Result<PolicyPage, AppError>>,
-) -> AnyView {
+/// The outcome of a form of this key, as its address tells it.
+fn outcome_view(key: &'static str, o: Result<SaveOutcome, String>) -> AnyView {
     let testid = format!("outcome-{key}");
     match o {
         Ok(SaveOutcome::Saved { .. }) => view! {
@@ -395,29 +261,8 @@ fn outcome_view(
                 .as_ref()
                 .map(|v| truncate(&canonical_json(v), 120))
                 .unwrap_or_else(|| "the inherited value (reset)".to_string());
-            // Islands mode reads the page again by following a link to it (the draft stays in
-            // the tab's store); otherwise the data loads again in place.
-            #[cfg(feature = "islands")]
-            let reload = {
-                let _ = data;
-                let href = spec(key).map(|s| s.href()).unwrap_or_default();
-                view! {
-                    <a class="button button--secondary" href=href data-testid=format!("reload-{key}")>
-                        "Reload"
-                    </a>
-                }
-            };
-            #[cfg(not(feature = "islands"))]
-            let reload = view! {
-                <button
-                    type="button"
-                    class="button button--secondary"
-                    data-testid=format!("reload-{key}")
-                    on:click=move |_| data.refetch()
-                >
-                    "Reload"
-                </button>
-            };
+            // Reloading follows a link to the key; the draft stays in the tab's store.
+            let href = spec(key).map(|s| s.href()).unwrap_or_default();
             view! {
                 <div class="outcome outcome--conflict" role="alert" data-testid=testid>
                     <p>
@@ -429,7 +274,9 @@ fn outcome_view(
                     <p>
                         "Your input is kept below. Reload to see their change, then save again to replace it."
                     </p>
-                    {reload}
+                    <a class="button button--secondary" href=href data-testid=format!("reload-{key}")>
+                        "Reload"
+                    </a>
                 </div>
             }
             .into_any()

@@ -61,38 +61,14 @@ pub fn Integrations() -> impl IntoView {
         Some(Err(e)) => Some((false, e.to_string())),
         None => None,
     });
-    let secret = move || act.value().get().and_then(|r| r.ok()).and_then(|o| o.secret);
-    // In islands mode the token's form and its one showing are islands of their own.
-    #[cfg(feature = "islands")]
-    let (secret_view, token_form) = {
-        let _ = secret;
-        (view! { <NewToken /> }.into_any(), view! { <TokenForm /> }.into_any())
-    };
-    #[cfg(not(feature = "islands"))]
-    let (secret_view, token_form) = (
-        view! {
-            {move || {
-                secret()
-                    .map(|s| {
-                        view! {
-                            <p class="notice-banner" role="status">
-                                "The new token: " <code data-testid="new-token">{s}</code>
-                            </p>
-                        }
-                    })
-            }}
-        }
-        .into_any(),
-        token_form(act).into_any(),
-    );
     view! {
         <FormOutcome action=outcome testid="integration-outcome" from_address=true />
-        {secret_view}
+        <NewToken />
         <h2>"Personal API tokens"</h2>
         <p class="muted">
             "A token acts for you on /api/v1/policy with its scopes (policy:read always). Changes it makes are audited as token:NAME (you)."
         </p>
-        {token_form}
+        <TokenForm />
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
@@ -131,10 +107,9 @@ fn token_form(act: ServerAction<IntegrationAction>) -> impl IntoView {
     }
 }
 
-/// Islands mode: the token form sends itself (a new token never goes into an address), keeps
+/// An island: the token form sends itself (a new token never goes into an address), keeps
 /// the token in the tab's store for the next page to show once, then reads the section again
 /// with the outcome in its address.
-#[cfg(feature = "islands")]
 #[island]
 fn TokenForm() -> impl IntoView {
     let act = ServerAction::<IntegrationAction>::new();
@@ -159,8 +134,7 @@ fn TokenForm() -> impl IntoView {
     token_form(act)
 }
 
-/// Islands mode: the token just created, shown once (taken from the tab's store).
-#[cfg(feature = "islands")]
+/// An island: the token just created, shown once (taken from the tab's store).
 #[island]
 fn NewToken() -> impl IntoView {
     let token = RwSignal::new(None::<String>);
@@ -177,7 +151,6 @@ fn NewToken() -> impl IntoView {
 }
 
 /// Opens `href` as a click on a link would, so the page's navigation swaps it in place.
-#[cfg(feature = "islands")]
 fn follow(href: &str) {
     #[cfg(feature = "hydrate")]
     {

@@ -19,8 +19,6 @@ pub mod export;
 #[cfg(feature = "ssr")]
 pub mod rest;
 
-use std::collections::HashMap;
-
 use leptos::prelude::*;
 use leptos_router::{
     components::A,
@@ -33,50 +31,11 @@ use self::editor::KeyEditor;
 use self::integrations::{Integrations, IntegrationsData};
 use self::requests::{Requests, RequestsData};
 use self::revisions::{Revisions, RevisionsData};
-#[cfg(not(feature = "islands"))]
-use self::staging::PendingChanges;
-use self::types::{PolicyPage, SaveOutcome, Section, StagedChange};
+use self::types::{PolicyPage, Section};
 use crate::error::AppError;
 use crate::policy::parse::model_choices;
 use crate::policy::registry::{keys, keys_in, spec, Category, Layer};
 use crate::ui::ErrorText;
-
-/// Edits in progress and the last outcome per key. They live above the page so that reloading
-/// the data (after a save, or to see someone else's change) never loses what a person typed.
-#[derive(Clone, Copy, Default)]
-pub struct EditorState {
-    pub drafts: RwSignal<HashMap<String, String>>,
-    pub outcomes: RwSignal<HashMap<String, Result<SaveOutcome, String>>>,
-    /// Edits staged across categories, applied together as one change set.
-    pub staged: RwSignal<Vec<StagedChange>>,
-    /// Whether the page has hydrated: staging needs JavaScript, so its buttons wait for it.
-    pub hydrated: RwSignal<bool>,
-}
-
-impl EditorState {
-    pub fn any_unsaved(&self) -> bool {
-        !self.drafts.with(|d| d.is_empty()) || !self.staged.with(|s| s.is_empty())
-    }
-
-    /// Stages `change`, replacing an earlier staged edit of the same key.
-    pub fn stage(&self, change: StagedChange) {
-        self.staged.update(|list| match list.iter_mut().find(|c| c.key == change.key) {
-            Some(c) => *c = change,
-            None => list.push(change),
-        });
-    }
-}
-
-pub fn provide_editor_state() {
-    if use_context::<EditorState>().is_none() {
-        provide_context(EditorState {
-            drafts: RwSignal::new(HashMap::new()),
-            outcomes: RwSignal::new(HashMap::new()),
-            staged: RwSignal::new(Vec::new()),
-            hydrated: RwSignal::new(false),
-        });
-    }
-}
 
 /// The section in the address and its data, made once per visit to the settings area.
 #[derive(Clone, Copy)]
@@ -116,30 +75,12 @@ pub fn SettingsArea() -> impl IntoView {
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
-    provide_editor_state();
-    let editor = expect_context::<EditorState>();
     let query = use_query_map();
     let SettingsData { section, data } = expect_context::<SettingsData>();
 
-    // Warn before leaving the page with unsaved changes.
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = window_event_listener(leptos::ev::beforeunload, move |ev| {
-            if editor.any_unsaved() {
-                ev.prevent_default();
-                ev.set_return_value("You have unsaved changes.");
-            }
-        });
-        on_cleanup(move || handle.remove());
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = editor;
-    Effect::new(move |_| editor.hydrated.set(true));
-
     let nav_data = data;
-    // Staged edits: in islands mode an island reading the tab's store, and the outcome of
-    // applying them from the address; otherwise shared through EditorState.
-    #[cfg(feature = "islands")]
+    // Staged edits: an island reading the tab's store, and the outcome of applying them from
+    // the address.
     let pending = {
         // Applied from a category, the form comes back to it; from elsewhere, to the first.
         let here = section.get_untracked();
@@ -150,8 +91,6 @@ pub fn SettingsPage() -> impl IntoView {
             <self::staging::StagedEdits return_to=back />
         }
     };
-    #[cfg(not(feature = "islands"))]
-    let pending = view! { <PendingChanges data=data /> };
     view! {
         <div class="settings">
             <nav class="side-nav" aria-label="Policy categories">
@@ -251,7 +190,7 @@ pub fn SettingsPage() -> impl IntoView {
                                             });
                                             view! {
                                                 {warning}
-                                                {category_panel(c, d, q.get("key"), q.get("notice"), q.get("msg"), data)}
+                                                {category_panel(c, d, q.get("key"), q.get("notice"), q.get("msg"))}
                                             }
                                                 .into_any()
                                         }
@@ -312,7 +251,6 @@ fn category_panel(
     focus: Option<String>,
     notice: Option<String>,
     msg: Option<String>,
-    data: Resource<Result<PolicyPage, AppError>>,
 ) -> impl IntoView {
     let choices = d
         .resolved(keys::PROVIDER_REGISTRY)
@@ -337,7 +275,6 @@ fn category_panel(
                     choices=choices.clone()
                     focused=is_focus
                     notice=notice
-                    data=data
                 />
             })
         })

@@ -5,125 +5,11 @@
 use leptos::prelude::*;
 
 use super::types::StagedChange;
-#[cfg(not(feature = "islands"))]
-use super::{
-    api::ApplyChanges,
-    types::{ApplyOutcome, PolicyPage},
-    EditorState,
-};
-#[cfg(not(feature = "islands"))]
-use crate::error::AppError;
 use crate::policy::value::truncate;
 use crate::ui::FormOutcome;
 
-#[cfg(not(feature = "islands"))]
-#[component]
-pub fn PendingChanges(data: Resource<Result<PolicyPage, AppError>>) -> impl IntoView {
-    let state = expect_context::<EditorState>();
-    let apply = ServerAction::<ApplyChanges>::new();
-    let reason = RwSignal::new(String::new());
-    // Applied or turned into a request: the staged edits are done with, and the page reloads.
-    Effect::new(move |_| {
-        if let Some(Ok(outcome)) = apply.value().get() {
-            if !matches!(outcome, ApplyOutcome::Refused(_)) {
-                let keys: Vec<String> = state.staged.with_untracked(|s| s.iter().map(|c| c.key.clone()).collect());
-                state.drafts.update(|d| d.retain(|k, _| !keys.contains(k)));
-                state.staged.set(Vec::new());
-                reason.set(String::new());
-                data.refetch();
-            }
-        }
-    });
-    let outcome = Signal::derive(move || match apply.value().get() {
-        Some(Ok(o)) => Some(o.sentence()),
-        Some(Err(e)) => Some((false, e.to_string())),
-        None => None,
-    });
-    let submit = move |_| {
-        let staged = state.staged.get_untracked();
-        let changes = serde_json::to_string(&staged).unwrap_or_else(|_| "[]".into());
-        let reason = Some(reason.get_untracked()).filter(|r| !r.trim().is_empty());
-        apply.dispatch(ApplyChanges { changes, reason, return_to: None });
-    };
-    let row = move |c: StagedChange| {
-        let key = c.key.clone();
-        view! {
-            <tr data-testid=format!("pending-{}", c.key)>
-                <th scope="row"><code>{c.key.clone()}</code></th>
-                <td><code>{c.from.clone()}</code></td>
-                <td><code>{truncate(&c.text, 80)}</code></td>
-                <td>
-                    <button
-                        type="button"
-                        class="link-button"
-                        aria-label=format!("Unstage {}", c.key)
-                        on:click=move |_| state.staged.update(|s| s.retain(|x| x.key != key))
-                    >
-                        "Unstage"
-                    </button>
-                </td>
-            </tr>
-        }
-    };
-    view! {
-        <FormOutcome action=outcome testid="pending-outcome" />
-        {move || {
-            let staged = state.staged.get();
-            (!staged.is_empty())
-                .then(|| {
-                    let count = staged.len();
-                    view! {
-                        <section class="restore pending" aria-labelledby="pending-title" data-testid="pending">
-                            <h2 id="pending-title">{format!("Pending changes ({count})")}</h2>
-                            <p class="muted">
-                                "Staged edits from any category, applied together as one change set with one reason."
-                            </p>
-                            <div class="table-wrap">
-                                <table class="audit">
-                                    <thead>
-                                        <tr>
-                                            <th scope="col">"Key"</th>
-                                            <th scope="col">"From"</th>
-                                            <th scope="col">"To"</th>
-                                            <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                                        </tr>
-                                    </thead>
-                                    <tbody>{staged.into_iter().map(row).collect_view()}</tbody>
-                                </table>
-                            </div>
-                            <div class="request__decision">
-                                <label>
-                                    "Reason (optional)"
-                                    <input type="text" maxlength="500" bind:value=reason data-testid="pending-reason" />
-                                </label>
-                                <button
-                                    type="button"
-                                    class="button"
-                                    disabled=move || apply.pending().get()
-                                    on:click=submit
-                                    data-testid="pending-apply"
-                                >
-                                    {format!("Apply {count} change(s)")}
-                                </button>
-                                <button
-                                    type="button"
-                                    class="button button--secondary"
-                                    on:click=move |_| state.staged.set(Vec::new())
-                                    data-testid="pending-discard"
-                                >
-                                    "Discard all"
-                                </button>
-                            </div>
-                        </section>
-                    }
-                })
-        }}
-    }
-}
-
-/// Islands mode: the outcome of applying the staged edits, from the address the form was sent
-/// back to (a `notice` that names no key).
-#[cfg(feature = "islands")]
+/// The outcome of applying the staged edits, from the address the form was sent back to (a
+/// `notice` that names no key).
 #[component]
 pub fn AppliedOutcome() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map().get_untracked();
@@ -134,10 +20,9 @@ pub fn AppliedOutcome() -> impl IntoView {
     view! { <FormOutcome action=Signal::derive(move || outcome.clone()) testid="pending-outcome" /> }
 }
 
-/// Islands mode: the staged edits, kept in the tab's store by each key's control, listed with a
-/// form that applies them as one change set. The form posts like any other (the navigation
-/// script sends it and clears the store once the server accepts it).
-#[cfg(feature = "islands")]
+/// The staged edits, kept in the tab's store by each key's control, listed with a form that
+/// applies them as one change set. The form posts like any other (the navigation script sends
+/// it and clears the store once the server accepts it).
 #[island]
 pub fn StagedEdits(return_to: String) -> impl IntoView {
     use super::api::ApplyChanges;

@@ -1,10 +1,8 @@
-//! What the settings page keeps in the browser tab while pages are swapped in place (islands
-//! mode): a draft per key and the staged edits, in `sessionStorage`, so neither is lost when a
-//! category or a save brings a new page. The navigation script (`islands_nav.js`) clears what a
+//! What the settings page keeps in the browser tab while pages are swapped in place: a draft
+//! per key and the staged edits, in `sessionStorage`, so neither is lost when a category or a
+//! save brings a new page. The navigation script (`islands_nav.js`) clears what a
 //! form names in its `data-done` once the server has accepted that form. On the server every
 //! read finds nothing, so an island renders as the server did before it reads the tab's store.
-
-#![cfg_attr(not(feature = "islands"), allow(dead_code))]
 
 use super::types::StagedChange;
 
