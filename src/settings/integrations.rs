@@ -93,36 +93,64 @@ pub fn Integrations() -> impl IntoView {
     }
 }
 
-/// The form creating a token for the signed-in superuser.
-fn token_form(act: ServerAction<IntegrationAction>) -> impl IntoView {
+/// An island: the token form sends itself (a new token never goes into an address) by
+/// XMLHttpRequest, keeps the token in the tab's store for the next page to show once, then reads
+/// the section again with the outcome in its address. Not sent this way (no JavaScript yet), the
+/// form posts as it is and the page says that a token needs JavaScript.
+#[island]
+fn TokenForm() -> impl IntoView {
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            let form = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok());
+            if form.is_some_and(|f| send_token_form(&f).is_ok()) {
+                ev.prevent_default();
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
     view! {
-    <ActionForm action=act attr:class="audit-filters">
-        <input type="hidden" name="action" value="create_token" />
-        <label>"Name" <input type="text" name="name" required maxlength="64" data-testid="token-name" /></label>
-        <label><input type="checkbox" name="scope_write" value="on" data-testid="token-write" />" policy:write"</label>
-        <label><input type="checkbox" name="scope_audit" value="on" />" audit:read"</label>
-        <label>"Expires in (days, optional)" <input type="number" name="expires_in_days" min="1" max="3650" /></label>
-        <button type="submit" class="button" data-testid="token-create">"Create token"</button>
-    </ActionForm>
+        <form method="post" action=INTEGRATION_ACTION class="audit-filters" on:submit=on_submit>
+            <input type="hidden" name="action" value="create_token" />
+            <label>"Name" <input type="text" name="name" required maxlength="64" data-testid="token-name" /></label>
+            <label><input type="checkbox" name="scope_write" value="on" data-testid="token-write" />" policy:write"</label>
+            <label><input type="checkbox" name="scope_audit" value="on" />" audit:read"</label>
+            <label>"Expires in (days, optional)" <input type="number" name="expires_in_days" min="1" max="3650" /></label>
+            <button type="submit" class="button" data-testid="token-create">"Create token"</button>
+        </form>
     }
 }
 
-/// An island: the token form sends itself (a new token never goes into an address), keeps
-/// the token in the tab's store for the next page to show once, then reads the section again
-/// with the outcome in its address.
-#[island]
-fn TokenForm() -> impl IntoView {
-    let act = ServerAction::<IntegrationAction>::new();
-    Effect::new(move |_| {
-        let Some(result) = act.value().get() else { return };
-        let (ok, message) = match result {
+/// Where the integrations forms post (the server function's address).
+const INTEGRATION_ACTION: &str = <IntegrationAction as leptos::server_fn::ServerFn>::PATH;
+
+/// Posts the token form as the server function reads it (URL-encoded) and asks for JSON.
+#[cfg(feature = "hydrate")]
+fn send_token_form(form: &web_sys::HtmlFormElement) -> Result<(), leptos::wasm_bindgen::JsValue> {
+    use super::types::IntegrationOutcome;
+    use leptos::wasm_bindgen::{closure::Closure, JsCast};
+
+    let data = web_sys::FormData::new_with_form(form)?;
+    let body = String::from(web_sys::UrlSearchParams::new_with_str_sequence_sequence(&data)?.to_string());
+    let xhr = web_sys::XmlHttpRequest::new()?;
+    xhr.open("POST", INTEGRATION_ACTION)?;
+    xhr.set_request_header("Accept", "application/json")?;
+    xhr.set_request_header("Content-Type", "application/x-www-form-urlencoded")?;
+    let request = xhr.clone();
+    let on_end = Closure::once(move || {
+        let answer = request.response_text().ok().flatten().unwrap_or_default();
+        let (ok, message) = match serde_json::from_str::<IntegrationOutcome>(&answer) {
             Ok(o) => {
                 if let Some(secret) = o.secret {
                     super::store::set(super::store::NEW_TOKEN, Some(&secret));
                 }
                 (o.ok, o.message)
             }
-            Err(e) => (false, e.to_string()),
+            Err(_) => {
+                (false, format!("The token was not created (HTTP {}); try again.", request.status().unwrap_or(0)))
+            }
         };
         let notice = if ok { "done" } else { "error" };
         follow(&format!(
@@ -131,7 +159,25 @@ fn TokenForm() -> impl IntoView {
             crate::paths::encode_query(&message)
         ));
     });
-    token_form(act)
+    xhr.set_onloadend(Some(on_end.as_ref().unchecked_ref()));
+    on_end.forget();
+    xhr.send_with_opt_str(Some(&body))
+}
+
+/// Opens `href` as a click on a link would, so the page's navigation swaps it in place.
+#[cfg(feature = "hydrate")]
+fn follow(href: &str) {
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+        let (Ok(a), Some(body)) = (doc.create_element("a"), doc.body()) else { return };
+        let _ = a.set_attribute("href", href);
+        let _ = body.append_child(&a);
+        if let Ok(a) = a.dyn_into::<web_sys::HtmlElement>() {
+            a.click();
+            a.remove();
+        }
+    }
 }
 
 /// An island: the token just created, shown once (taken from the tab's store).
@@ -148,24 +194,6 @@ fn NewToken() -> impl IntoView {
             }
         })
     }
-}
-
-/// Opens `href` as a click on a link would, so the page's navigation swaps it in place.
-fn follow(href: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        use leptos::wasm_bindgen::JsCast;
-        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
-        let (Ok(a), Some(body)) = (doc.create_element("a"), doc.body()) else { return };
-        let _ = a.set_attribute("href", href);
-        let _ = body.append_child(&a);
-        if let Ok(a) = a.dyn_into::<web_sys::HtmlElement>() {
-            a.click();
-            a.remove();
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = href;
 }
 
 fn lists(p: IntegrationsPage, act: ServerAction<IntegrationAction>) -> impl IntoView {
