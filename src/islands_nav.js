@@ -36,9 +36,19 @@
     body.setAttribute('data-hydrated', document.body.getAttribute('data-hydrated') || '');
     document.body.replaceWith(body);
     // A refused form keeps what was typed; an accepted one clears what it names in the tab's
-    // store (`data-done`: a draft, the staged edits), before the new islands read it.
+    // store (`data-done`: a draft, the staged edits, `rp.*` on sign-out), before the new
+    // islands read it.
     if (kept && refused(url)) restore(kept, body);
-    else if (kept) for (const item of kept.done) { try { sessionStorage.removeItem(item); } catch {} }
+    else if (kept) {
+      try {
+        for (const item of kept.done) {
+          // `prefix*` names every item under the prefix.
+          const names = item.endsWith('*')
+            ? Object.keys(sessionStorage).filter((n) => n.startsWith(item.slice(0, -1))) : [item];
+          for (const name of names) sessionStorage.removeItem(name);
+        }
+      } catch {}
+    }
     for (const island of body.querySelectorAll('leptos-island')) {
       if (window.__hydrateIsland) window.__hydrateIsland(island, island.dataset.component);
     }

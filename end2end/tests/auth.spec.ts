@@ -14,11 +14,30 @@ test('a superuser signs in, reaches the settings page they asked for, and signs 
   await waitForHydration(page);
   await expect(page.getByTestId('panel-title')).toHaveText('Worker execution');
   await expect(page.getByTestId('whoami')).toHaveText(accounts.superuser.email);
+  // An edit left unsaved and one staged: the tab keeps them across pages, never past a sign-out.
+  await page.getByTestId('input-worker.claim_batch_size').fill('42');
+  await expect(page.getByTestId('unsaved-worker.claim_batch_size')).toBeVisible();
+  await page.getByTestId('stage-worker.claim_batch_size').click();
+  await expect(page.getByTestId('pending')).toContainText('Pending changes (1)');
+  await page.getByTestId('nav-models').click();
+  await expect(page.getByTestId('panel-title')).toHaveText('Models');
+  await page.getByTestId('nav-worker').click();
+  await expect(page.getByTestId('stage-worker.claim_batch_size')).toBeVisible();
+  await expect(page.getByTestId('input-worker.claim_batch_size')).toHaveValue('42');
 
   await page.getByTestId('logout').click();
   await expect(page).toHaveURL(/\/login$/);
   await page.goto('/app/settings/superuser');
   await expect(page).toHaveURL(/\/login\?next=/);
+  await new LoginPage(page).signIn(accounts.superuser);
+  await expect(page.getByTestId('whoami')).toHaveText(accounts.superuser.email);
+  await page.goto('/app/settings/superuser/worker');
+  await waitForHydration(page);
+  // The Stage button shows once the control has read the tab's store.
+  await expect(page.getByTestId('stage-worker.claim_batch_size')).toBeVisible();
+  await expect(page.getByTestId('input-worker.claim_batch_size')).not.toHaveValue('42');
+  await expect(page.getByTestId('unsaved-worker.claim_batch_size')).toHaveCount(0);
+  await expect(page.getByTestId('pending')).toHaveCount(0);
 });
 
 test.describe('a member', () => {

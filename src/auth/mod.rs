@@ -215,7 +215,8 @@ fn refuse_on_server() {
 pub fn LogoutButton() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
     view! {
-        <ActionForm action=logout>
+        // Signing out forgets what the settings page kept in this tab (drafts, staged edits).
+        <ActionForm action=logout attr:data-done="rp.*">
             <button type="submit" class="link-button" data-testid="logout">
                 "Sign out"
             </button>
