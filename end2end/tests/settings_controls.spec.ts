@@ -219,6 +219,31 @@ test('a conflict shows who, when and their value, and keeps the input', async ({
   cliUnset(key);
 });
 
+test('a draft kept across pages never overwrites a change made since it was begun', async ({ page }) => {
+  const key = 'worker.claim_batch_size';
+  await open(page, 'worker');
+  const k = new KeyPanel(page, key);
+  await k.input().fill('40');
+  await expect(page.getByTestId(`unsaved-${key}`)).toBeVisible();
+  // Someone else changes the key while the draft waits in the tab.
+  cliSet(key, '30');
+  await page.getByTestId('nav-models').click();
+  await expect(page.getByTestId('panel-title')).toHaveText('Models');
+  await page.getByTestId('nav-worker').click();
+  await expect(k.provenance()).toHaveText('effective=30 (source=admin)');
+  await expect(k.input()).toHaveValue('40');
+  await expect(page.getByTestId(`stale-${key}`)).toBeVisible();
+  // Saving shows their change instead of replacing it unseen; saving again replaces it.
+  await k.save();
+  await expect(page.getByTestId(`conflict-value-${key}`)).toHaveText('30');
+  await expect(k.provenance()).toHaveText('effective=30 (source=admin)');
+  await expect(k.input()).toHaveValue('40');
+  await expect(page.getByTestId(`stale-${key}`)).toHaveCount(0);
+  await k.save('seen theirs');
+  await expect(k.provenance()).toHaveText('effective=40 (source=admin)');
+  cliUnset(key);
+});
+
 test('revert to an earlier value after a confirmation', async ({ page }) => {
   await open(page, 'upload');
   const k = new KeyPanel(page, 'upload.max_files_per_batch');

@@ -275,28 +275,39 @@ pub(super) fn control(
 /// page swap), the "Staged" and "Unsaved changes" badges and the Stage button. Until it has
 /// hydrated it shows exactly what the server rendered; then it reads the store.
 #[island]
-pub fn KeyControl(spec: ControlSpec, initial: String, disabled: bool, version: i64, from: String) -> impl IntoView {
-    use super::store;
+pub fn KeyControl(
+    spec: ControlSpec,
+    initial: String,
+    disabled: bool,
+    version: i64,
+    from: String,
+    rebase: bool,
+) -> impl IntoView {
+    use super::store::{self, Draft};
     use super::types::StagedChange;
     use crate::policy::value::truncate;
 
     let key = spec.key.clone();
-    let item = store::draft_item(&key);
     let staged_text = {
         let key = key.clone();
         move || store::staged().into_iter().find(|c| c.key == key).map(|c| truncate(&c.text, 40))
     };
-    let kept = RwSignal::new(None::<String>);
+    let kept = RwSignal::new(None::<Draft>);
     let staged = RwSignal::new(None::<String>);
     let ready = RwSignal::new(false);
     Effect::new({
-        let (item, initial, staged_text) = (item.clone(), initial.clone(), staged_text.clone());
+        let (key, initial, staged_text) = (key.clone(), initial.clone(), staged_text.clone());
         move |_| {
-            // A draft equal to the value now in force is no longer a change.
-            let draft = store::get(&item).filter(|d| *d != initial);
-            if draft.is_none() {
-                store::set(&item, None);
-            }
+            // A draft equal to the value now in force is no longer a change. One whose save
+            // was just refused for a conflict, now shown, may replace that change.
+            let draft = store::draft(&key).filter(|d| d.text != initial).map(|d| {
+                if rebase {
+                    Draft { base: version, ..d }
+                } else {
+                    d
+                }
+            });
+            store::set_draft(&key, draft.as_ref());
             kept.set(draft);
             staged.set(staged_text());
             ready.set(true);
@@ -309,14 +320,16 @@ pub fn KeyControl(spec: ControlSpec, initial: String, disabled: bool, version: i
     }
     let draft = {
         let initial = initial.clone();
-        Memo::new(move |_| kept.get().unwrap_or_else(|| initial.clone()))
+        Memo::new(move |_| kept.with(|d| d.as_ref().map(|d| d.text.clone())).unwrap_or_else(|| initial.clone()))
     };
+    // The version a save expects: the one the draft was begun at.
+    let base = Memo::new(move |_| kept.with(|d| d.as_ref().map_or(version, |d| d.base)));
     let set_draft = {
-        let initial = initial.clone();
-        Callback::new(move |v: String| {
-            let v = (v != initial).then_some(v);
-            store::set(&item, v.as_deref());
-            kept.set(v);
+        let (key, initial) = (key.clone(), initial.clone());
+        Callback::new(move |text: String| {
+            let draft = (text != initial).then(|| Draft { text, base: base.get_untracked() });
+            store::set_draft(&key, draft.as_ref());
+            kept.set(draft);
         })
     };
     let stage = {
@@ -325,13 +338,15 @@ pub fn KeyControl(spec: ControlSpec, initial: String, disabled: bool, version: i
             store::stage(StagedChange {
                 key: key.clone(),
                 text: draft.get_untracked(),
-                expected_version: version,
+                expected_version: base.get_untracked(),
                 from: from.clone(),
             })
         }
     };
-    let (staged_id, unsaved_id, stage_id) = (format!("staged-{key}"), format!("unsaved-{key}"), format!("stage-{key}"));
+    let (staged_id, unsaved_id, stage_id, stale_id) =
+        (format!("staged-{key}"), format!("unsaved-{key}"), format!("stage-{key}"), format!("stale-{key}"));
     view! {
+        <input type="hidden" name="expected_version" value=version prop:value=move || base.get() />
         <p class="key__badges">
             {move || {
                 staged.get().map(|text| {
@@ -348,6 +363,11 @@ pub fn KeyControl(spec: ControlSpec, initial: String, disabled: bool, version: i
                 </span>
             </Show>
         </p>
+        <Show when=move || base.get() != version>
+            <p class="key__note" data-testid=stale_id.clone()>
+                "Changed by someone else since you began this edit: saving it shows you their change first."
+            </p>
+        </Show>
         {control(spec, initial, draft, set_draft, disabled)}
         <Show when=move || ready.get()>
             <p class="key__stage">

@@ -50,6 +50,8 @@ pub fn KeyEditor(
     let warnings = resolved.warnings.clone();
     let provenance = resolved.provenance_short();
     let stage_from = provenance.clone();
+    // The save of this key was just refused for a conflict, which this page shows.
+    let conflicted = notice.as_ref().is_some_and(|(n, _)| n == "conflict");
     let changed = resolved
         .updated_by
         .clone()
@@ -148,7 +150,6 @@ pub fn KeyEditor(
                 })}
             <ActionForm action=save attr:class="key__form" attr:novalidate=true attr:data-done=draft_item(key)>
                 <input type="hidden" name="key" value=key />
-                <input type="hidden" name="expected_version" value=version />
                 <input type="hidden" name="return_to" value=return_to_save />
                 <KeyControl
                     spec=ControlSpec::of(spec, choices)
@@ -156,6 +157,7 @@ pub fn KeyEditor(
                     disabled=disabled
                     version=version
                     from=stage_from
+                    rebase=conflicted
                 />
                 <div class="key__actions">
                     <label class="reason">

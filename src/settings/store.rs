@@ -6,9 +6,29 @@
 
 use super::types::StagedChange;
 
-/// Where the draft of `key` is kept.
+/// Where the draft of `key` is kept (a JSON [`Draft`]).
 pub fn draft_item(key: &str) -> String {
     format!("rp.draft.{key}")
+}
+
+/// A value typed and not yet saved, with the key's version it was typed against: saving it
+/// expects that version, so a change someone made since is shown (a conflict), never
+/// overwritten unseen.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Draft {
+    pub text: String,
+    pub base: i64,
+}
+
+/// The draft of `key`, if any.
+pub fn draft(key: &str) -> Option<Draft> {
+    get(&draft_item(key)).and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// Keeps the draft of `key`, or forgets it.
+pub fn set_draft(key: &str, draft: Option<&Draft>) {
+    let text = draft.and_then(|d| serde_json::to_string(d).ok());
+    set(&draft_item(key), text.as_deref());
 }
 
 /// Where the staged edits are kept (a JSON list of [`StagedChange`]).
