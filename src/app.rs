@@ -37,11 +37,24 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     // In the shell, not the app: its address names the bundle's folder, which only the server
     // knows.
     let css = format!("/{}/runtime-policy.css", options.site_pkg_dir);
-    // Only islands hydrate, once the browser is idle; links and plain forms then swap the page's
-    // body in place (`islands_nav.js`). Leptos' own islands router patches the old page node by
-    // node and left stale fields behind (ARCHITECTURE.md).
+    // Only islands hydrate, after the first paint (`islands_load.js`); links and plain forms
+    // then swap the page's body in place (`islands_nav.js`). Leptos' own islands router patches
+    // the old page node by node and left stale fields behind (ARCHITECTURE.md). As Leptos'
+    // `HydrationScripts` does in islands mode, the page outside the islands is rendered as not
+    // hydrating: it sends nothing for the browser to hydrate.
+    if let Some(sc) = Owner::current_shared_context() {
+        sc.set_is_hydrating(false);
+    }
+    let pkg = format!("/{}/{}", options.site_pkg_dir, options.output_name);
+    let bundle = |path: String| serde_json::to_string(&path).unwrap_or_default();
+    let load = format!(
+        "{}({}, {});",
+        include_str!("islands_load.js").trim_end(),
+        bundle(format!("{pkg}.js")),
+        bundle(format!("{pkg}_bg.wasm"))
+    );
     let scripts = view! {
-        <HydrationScripts options=options.clone() islands=true />
+        <script type="module" nonce=leptos::nonce::use_nonce()>{load}</script>
         <script type="module" nonce=leptos::nonce::use_nonce()>{include_str!("islands_nav.js")}</script>
     };
     view! {
