@@ -23,39 +23,28 @@ pub fn ErrorText(error: AppError) -> impl IntoView {
     view! { <p class="error" role="alert" data-render-error="">{error.to_string()}</p> }
 }
 
-/// The outcome of a form: what an action returned, or else (with `from_address`) what a form
-/// posted without JavaScript carried back in the address (`notice`, `msg`; `notice=error` for
-/// a refusal). `action` gives `(succeeded, sentence)`.
+/// The outcome of a form, as the address it was sent back to tells it (`notice`, `msg`): every
+/// form posts and is sent back to its page, with or without JavaScript. With `keyless`, only an
+/// outcome that names no key (a key's own outcome shows beside the key).
 #[component]
-pub fn FormOutcome(
-    action: Signal<Option<(bool, String)>>,
-    testid: &'static str,
-    #[prop(optional)] from_address: bool,
-) -> impl IntoView {
-    let query = leptos_router::hooks::use_query_map();
-    let outcome = move || {
-        action.get().or_else(|| {
-            if !from_address {
-                return None;
-            }
-            let q = query.read();
-            let (notice, msg) = (q.get("notice")?, q.get("msg").unwrap_or_default());
-            Some((notice != "error", msg))
-        })
+pub fn FormOutcome(testid: &'static str, #[prop(optional)] keyless: bool) -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map().get_untracked();
+    let outcome = match (query.get("notice"), query.get("key")) {
+        (Some(_), Some(_)) if keyless => None,
+        (Some(notice), _) => Some((notice != "error", query.get("msg").unwrap_or_default())),
+        (None, _) => None,
     };
-    move || {
-        outcome().map(|(ok, msg)| {
-            view! {
-                <p
-                    class=if ok { "outcome outcome--ok" } else { "outcome outcome--error" }
-                    role=if ok { "status" } else { "alert" }
-                    data-testid=testid
-                >
-                    {msg}
-                </p>
-            }
-        })
-    }
+    outcome.map(|(ok, msg)| {
+        view! {
+            <p
+                class=if ok { "outcome outcome--ok" } else { "outcome outcome--error" }
+                role=if ok { "status" } else { "alert" }
+                data-testid=testid
+            >
+                {msg}
+            </p>
+        }
+    })
 }
 
 #[cfg(test)]

@@ -51,18 +51,8 @@ fn action_button(
 pub fn Integrations() -> impl IntoView {
     let IntegrationsData(page) = expect_context::<IntegrationsData>();
     let act = ServerAction::<IntegrationAction>::new();
-    Effect::new(move |_| {
-        if act.version().get() > 0 {
-            page.refetch();
-        }
-    });
-    let outcome = Signal::derive(move || match act.value().get() {
-        Some(Ok(o)) => Some((o.ok, o.message)),
-        Some(Err(e)) => Some((false, e.to_string())),
-        None => None,
-    });
     view! {
-        <FormOutcome action=outcome testid="integration-outcome" from_address=true />
+        <FormOutcome testid="integration-outcome" />
         <NewToken />
         <h2>"Personal API tokens"</h2>
         <p class="muted">

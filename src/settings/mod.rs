@@ -164,7 +164,7 @@ pub fn SettingsPage() -> impl IntoView {
                         view! {
                             <h1 data-testid="panel-title">{Section::Requests.label()}</h1>
                             <p class="summary">{Section::Requests.summary()}</p>
-                            <Requests data=data />
+                            <Requests />
                         }
                             .into_any()
                     }

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use super::api::{change_requests, DecideRequest};
-use super::types::{DecisionOutcome, RequestsPage, Section};
+use super::types::{RequestsPage, Section};
 use crate::error::AppError;
 use crate::policy::change_set::{ChangeRequest, RequestStatus};
 use crate::ui::{show_time, ErrorText, FormOutcome};
@@ -30,26 +30,11 @@ impl RequestsData {
 }
 
 #[component]
-pub fn Requests(
-    /// The settings data: reloaded after a decision, so the nav's count and the keys follow.
-    data: Resource<Result<super::types::PolicyPage, AppError>>,
-) -> impl IntoView {
+pub fn Requests() -> impl IntoView {
     let RequestsData(page) = expect_context::<RequestsData>();
     let decide = ServerAction::<DecideRequest>::new();
-    Effect::new(move |_| {
-        if decide.version().get() > 0 {
-            page.refetch();
-            data.refetch();
-        }
-    });
-    let outcome = Signal::derive(move || match decide.value().get() {
-        Some(Ok(DecisionOutcome::Done(m))) => Some((true, m)),
-        Some(Ok(DecisionOutcome::Refused(m))) => Some((false, m)),
-        Some(Err(e)) => Some((false, e.to_string())),
-        None => None,
-    });
     view! {
-        <FormOutcome action=outcome testid="decision-outcome" from_address=true />
+        <FormOutcome testid="decision-outcome" />
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {

@@ -46,20 +46,9 @@ fn open_href(side: PolicySide) -> String {
 pub fn Revisions() -> impl IntoView {
     let RevisionsData(page) = expect_context::<RevisionsData>();
     let restore = ServerAction::<RestorePolicy>::new();
-    // After a restore made with JavaScript, load the page again: the list and the diff move on.
-    Effect::new(move |_| {
-        if restore.version().get() > 0 {
-            page.refetch();
-        }
-    });
-    let outcome = Signal::derive(move || match restore.value().get() {
-        Some(Ok(o)) => Some(o.sentence()),
-        Some(Err(e)) => Some((false, e.to_string())),
-        None => None,
-    });
 
     view! {
-        <FormOutcome action=outcome testid="restore-outcome" from_address=true />
+        <FormOutcome testid="restore-outcome" />
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {

@@ -12,12 +12,7 @@ use crate::ui::FormOutcome;
 /// `notice` that names no key).
 #[component]
 pub fn AppliedOutcome() -> impl IntoView {
-    let query = leptos_router::hooks::use_query_map().get_untracked();
-    let outcome = match (query.get("key"), query.get("notice")) {
-        (None, Some(notice)) => Some((notice != "error", query.get("msg").unwrap_or_default())),
-        _ => None,
-    };
-    view! { <FormOutcome action=Signal::derive(move || outcome.clone()) testid="pending-outcome" /> }
+    view! { <FormOutcome testid="pending-outcome" keyless=true /> }
 }
 
 /// The staged edits, kept in the tab's store by each key's control, listed with a form that
