@@ -19,12 +19,42 @@
       if (el.type === 'checkbox' || el.type === 'radio') el.checked = checked; else el.value = value;
     }
   };
+  // A form that got no page back stays as it is, with what was typed, and says why at the foot
+  // of the window (outside every island; the next page swap removes it). Sending it again is
+  // safe: a change carries the version it expects, so a repeat shows as a conflict.
+  const notSent = (text) => {
+    let box = document.getElementById('nav-error');
+    if (!box) {
+      box = document.createElement('p');
+      box.id = 'nav-error';
+      box.className = 'nav-error';
+      box.setAttribute('role', 'alert');
+      box.dataset.testid = 'nav-error';
+      document.body.append(box);
+    }
+    box.textContent = text;
+  };
   const go = async (req, how, kept) => {
     const mine = ++current;
+    document.getElementById('nav-error')?.remove();
     let res;
-    try { res = await fetch(req); } catch { location.href = req.url; return; }
+    try { res = await fetch(req); } catch {
+      if (mine !== current) return;
+      if (kept) notSent('Not confirmed: the server could not be reached. Check the connection and send it again.');
+      else location.href = req.url;
+      return;
+    }
     const type = res.headers.get('content-type') || '';
-    if (!type.startsWith('text/html')) { location.href = res.url; return; }
+    if (!type.startsWith('text/html')) {
+      if (mine !== current) return;
+      if (!kept) { location.href = res.url; return; }
+      if (res.ok) { location.reload(); return; }
+      // The server's JSON error names what was refused.
+      let why = '';
+      try { why = JSON.parse(await res.text()).error || ''; } catch {}
+      notSent(`Not done: the server answered ${res.status}${why ? `: ${why}` : '.'}`);
+      return;
+    }
     const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
     if (mine !== current) return;
     const url = new URL(res.redirected ? res.url : req.url);

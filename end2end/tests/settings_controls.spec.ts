@@ -219,6 +219,42 @@ test('a conflict shows who, when and their value, and keeps the input', async ({
   cliUnset(key);
 });
 
+test.describe('a lost answer', () => {
+  // The browser's own lines about the dropped connection and the 503 below.
+  test.use({ allowedConsoleErrors: [/ERR_INTERNET_DISCONNECTED|status of 503/] });
+
+  test('a save that gets no page back says so and keeps the page and what was typed', async ({ page }) => {
+    const key = 'worker.claim_batch_size';
+    await open(page, 'worker');
+    const k = new KeyPanel(page, key);
+    const address = page.url();
+    await k.input().fill('41');
+    await k.reason().fill('through an outage');
+    // The connection drops.
+    await page.route('**/api/save_policy', (route) => route.abort('internetdisconnected'));
+    await k.save();
+    await expect(page.getByTestId('nav-error')).toContainText('the server could not be reached');
+    expect(page.url()).toBe(address);
+    await expect(k.input()).toHaveValue('41');
+    await expect(k.reason()).toHaveValue('through an outage');
+    // A proxy in front answers with an error of its own.
+    await page.unroute('**/api/save_policy');
+    await page.route('**/api/save_policy', (route) =>
+      route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":"the service is restarting","status":503}' }));
+    await k.save();
+    await expect(page.getByTestId('nav-error')).toHaveText('Not done: the server answered 503: the service is restarting');
+    expect(page.url()).toBe(address);
+    await expect(k.input()).toHaveValue('41');
+    await expect(k.provenance()).toContainText('(source=default)');
+    // Back to normal: sending it again saves it, and the message goes.
+    await page.unroute('**/api/save_policy');
+    await k.save();
+    await expect(k.provenance()).toHaveText('effective=41 (source=admin)');
+    await expect(page.getByTestId('nav-error')).toHaveCount(0);
+    cliUnset(key);
+  });
+});
+
 test('a draft kept across pages never overwrites a change made since it was begun', async ({ page }) => {
   const key = 'worker.claim_batch_size';
   await open(page, 'worker');
