@@ -8,10 +8,15 @@
   const refused = (url) => url.searchParams.has('__err') ||
     ['conflict', 'invalid', 'error'].includes(url.searchParams.get('notice'));
   const typed = (form) => [...form.elements].filter((e) => e.name && !['hidden', 'submit', 'button', 'file'].includes(e.type));
+  // A form is found again on the next page by its action and the hidden fields that name what
+  // it acts on (a key, a history row, a request and its decision, a token or webhook action, a
+  // revision), not those a change moves on (`expected_version`, `shown_revision`), so what was
+  // typed goes back into the same form, not its neighbour.
+  const identity = ['key', 'audit_id', 'id', 'decision', 'action', 'name', 'revision', 'run'];
+  const formId = (f) => [f.getAttribute('action') || '', ...[...f.querySelectorAll('input[type=hidden]')]
+    .filter((e) => identity.includes(e.name)).map((e) => `${e.name}=${e.value}`)].join('&');
   const restore = (kept, body) => {
-    const key = kept.form.querySelector('input[type=hidden][name=key]');
-    const form = [...body.querySelectorAll('form')].find((f) => f.getAttribute('action') === kept.form.getAttribute('action') &&
-      (!key || f.querySelector(`input[type=hidden][name=key][value="${CSS.escape(key.value)}"]`)));
+    const form = [...body.querySelectorAll('form')].find((f) => formId(f) === kept.id);
     if (!form) return;
     for (const [name, value, checked] of kept.values) {
       const el = [...form.elements].find((e) => e.name === name);
@@ -22,7 +27,8 @@
   // A form that got no page back stays as it is, with what was typed, and says why at the foot
   // of the window (outside every island; the next page swap removes it). Sending it again is
   // safe: a change carries the version it expects, so a repeat shows as a conflict.
-  const notSent = (text) => {
+  const notSent = (kept, text) => {
+    delete kept.form.dataset.sending;
     let box = document.getElementById('nav-error');
     if (!box) {
       box = document.createElement('p');
@@ -34,13 +40,25 @@
     }
     box.textContent = text;
   };
+  // What the tab keeps (`rp.*`) belongs to the user who typed it: when another user's page
+  // shows in this tab (a session ran out and someone else signed in), it is forgotten.
+  const owner = () => {
+    const who = document.body.querySelector('[data-user]')?.dataset.user;
+    if (!who) return;
+    try {
+      if (sessionStorage.getItem('rp.user') === who) return;
+      for (const name of Object.keys(sessionStorage)) if (name.startsWith('rp.')) sessionStorage.removeItem(name);
+      sessionStorage.setItem('rp.user', who);
+    } catch {}
+  };
+  owner();
   const go = async (req, how, kept) => {
     const mine = ++current;
     document.getElementById('nav-error')?.remove();
     let res;
     try { res = await fetch(req); } catch {
       if (mine !== current) return;
-      if (kept) notSent('Not confirmed: the server could not be reached. Check the connection and send it again.');
+      if (kept) notSent(kept, 'Not confirmed: the server could not be reached. Check the connection and send it again.');
       else location.href = req.url;
       return;
     }
@@ -52,7 +70,7 @@
       // The server's JSON error names what was refused.
       let why = '';
       try { why = JSON.parse(await res.text()).error || ''; } catch {}
-      notSent(`Not done: the server answered ${res.status}${why ? `: ${why}` : '.'}`);
+      notSent(kept, `Not done: the server answered ${res.status}${why ? `: ${why}` : '.'}`);
       return;
     }
     const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
@@ -65,6 +83,7 @@
     const body = document.adoptNode(doc.body);
     body.setAttribute('data-hydrated', document.body.getAttribute('data-hydrated') || '');
     document.body.replaceWith(body);
+    owner();
     // A refused form keeps what was typed; an accepted one clears what it names in the tab's
     // store (`data-done`: a draft, the staged edits, `rp.*` on sign-out), before the new
     // islands read it.
@@ -83,7 +102,15 @@
       if (window.__hydrateIsland) window.__hydrateIsland(island, island.dataset.component);
     }
     const target = hash && document.getElementById(decodeURIComponent(hash.slice(1)));
-    if (target) target.scrollIntoView(); else if (how === 'push') window.scrollTo(0, 0);
+    // A form's answer comes back to the key it changed (the address a fetch ends at has no
+    // `#`), which takes the keyboard focus, so the next Tab goes on from there.
+    const key = !target && kept && body.querySelector('.key--focused');
+    if (target) target.scrollIntoView();
+    else if (key) {
+      key.scrollIntoView({ block: 'center' });
+      if (!key.hasAttribute('tabindex')) key.setAttribute('tabindex', '-1');
+      key.focus({ preventScroll: true });
+    } else if (how === 'push') window.scrollTo(0, 0);
   };
   addEventListener('click', (ev) => {
     if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.altKey || ev.ctrlKey || ev.shiftKey) return;
@@ -105,10 +132,13 @@
     const method = (attr('method') || 'get').toUpperCase();
     const url = new URL(attr('action') || location.href, location.href);
     if (url.origin !== location.origin || (method !== 'GET' && method !== 'POST')) return;
+    // One answer at a time per form: a second click while the first is on its way is dropped.
+    if (method === 'POST' && form.dataset.sending) { ev.preventDefault(); return; }
     const params = new URLSearchParams();
     for (const [k, v] of new FormData(form, ev.submitter)) if (typeof v === 'string') params.append(k, v);
     ev.preventDefault();
-    const kept = { form, values: typed(form).map((e) => [e.name, e.value, e.checked]),
+    if (method === 'POST') form.dataset.sending = '1';
+    const kept = { form, id: formId(form), values: typed(form).map((e) => [e.name, e.value, e.checked]),
       done: (form.dataset.done || '').split(/\s+/).filter(Boolean) };
     if (method === 'GET') { url.search = params.toString(); go(new Request(url), 'push'); }
     else go(new Request(url, { method: 'POST', body: params, headers: { Accept: 'text/html' } }), 'push', kept);

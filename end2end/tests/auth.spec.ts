@@ -40,6 +40,27 @@ test('a superuser signs in, reaches the settings page they asked for, and signs 
   await expect(page.getByTestId('pending')).toHaveCount(0);
 });
 
+test('what one user left in the tab is not shown to the next who signs in there', async ({ page }) => {
+  await signIn(page, accounts.superuser, '/app/settings/superuser/worker');
+  await waitForHydration(page);
+  await page.getByTestId('input-worker.claim_batch_size').fill('43');
+  await expect(page.getByTestId('unsaved-worker.claim_batch_size')).toBeVisible();
+  await page.getByTestId('stage-worker.claim_batch_size').click();
+  await expect(page.getByTestId('pending')).toContainText('Pending changes (1)');
+  // The session runs out (nobody signs out) and someone else signs in, in the same tab.
+  await page.context().clearCookies();
+  await page.goto('/app/settings/superuser/worker');
+  await new LoginPage(page).signIn(accounts.reviewer);
+  await expect(page.getByTestId('whoami')).toHaveText(accounts.reviewer.email);
+  await expect(page.getByTestId('panel-title')).toHaveText('Worker execution');
+  await waitForHydration(page);
+  // The Stage button shows once the control has read the tab's store.
+  await expect(page.getByTestId('stage-worker.claim_batch_size')).toBeVisible();
+  await expect(page.getByTestId('input-worker.claim_batch_size')).not.toHaveValue('43');
+  await expect(page.getByTestId('unsaved-worker.claim_batch_size')).toHaveCount(0);
+  await expect(page.getByTestId('pending')).toHaveCount(0);
+});
+
 test.describe('a member', () => {
   // The browser reports the 403 answer itself as a console error.
   test.use({ allowedConsoleErrors: [/status of 403/] });

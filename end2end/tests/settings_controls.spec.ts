@@ -255,6 +255,39 @@ test.describe('a lost answer', () => {
   });
 });
 
+test('a save comes back to its key, which keeps the keyboard focus', async ({ page }) => {
+  const key = 'worker.default_block_prompt';
+  await open(page, 'worker');
+  const k = new KeyPanel(page, key);
+  // The key is below the first screen.
+  await expect(k.root).not.toBeInViewport();
+  await k.input().fill('Focus: {{block_text}}');
+  await k.save('e2e focus');
+  await expect(k.provenance()).toHaveText('effective="Focus: {{block_text}}" (source=admin)');
+  await expect(k.root).toBeInViewport();
+  await expect(k.root).toBeFocused();
+  cliUnset(key);
+});
+
+test('a second click on Save while the first is on its way sends nothing more', async ({ page }) => {
+  const key = 'worker.default_block_prompt';
+  await open(page, 'worker');
+  const k = new KeyPanel(page, key);
+  await k.input().fill('Once: {{block_text}}');
+  let sent = 0;
+  await page.route('**/api/save_policy', async (route) => {
+    sent += 1;
+    await new Promise((done) => setTimeout(done, 500));
+    await route.continue();
+  });
+  await page.getByTestId(`save-${key}`).dblclick();
+  await expect(k.provenance()).toHaveText('effective="Once: {{block_text}}" (source=admin)');
+  await expect(k.outcome()).toContainText('Saved');
+  expect(sent).toBe(1);
+  await page.unroute('**/api/save_policy');
+  cliUnset(key);
+});
+
 test('a draft kept across pages never overwrites a change made since it was begun', async ({ page }) => {
   const key = 'worker.claim_batch_size';
   await open(page, 'worker');

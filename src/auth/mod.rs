@@ -237,7 +237,9 @@ pub fn UserMenu() -> impl IntoView {
                     .flatten()
                     .map(|u| {
                         view! {
-                            <div class="user-menu">
+                            // `data-user`: the tab's store (drafts, staged edits) belongs to
+                            // this user; `islands_nav.js` forgets it when another signs in.
+                            <div class="user-menu" data-user=u.id.to_string()>
                                 <span data-testid="whoami">{u.email}</span>
                                 <LogoutButton />
                             </div>

@@ -434,22 +434,32 @@ fn LiveRefresh() -> impl IntoView {
 #[cfg(feature = "hydrate")]
 mod live {
     use leptos::wasm_bindgen::{closure::Closure, JsCast};
+    use web_sys::Element;
 
     const SECTION: &str = "[data-testid=run-page]";
     const ACTIVE: &str = "[data-run-active=true]";
 
+    /// Starts polling the run section of the page now shown, at its address.
     pub fn schedule() {
-        leptos::prelude::set_timeout(refresh, std::time::Duration::from_secs(super::POLL_SECS));
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+        let Ok(Some(section)) = doc.query_selector(SECTION) else { return };
+        let href = doc.location().and_then(|l| l.href().ok()).unwrap_or_default();
+        wait(section, href);
     }
 
-    /// Reads this page again (as a parsed document) and swaps the run section, then schedules
-    /// the next read; a finished run stops it, a failed read tries again later.
-    fn refresh() {
-        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
-        if !matches!(doc.query_selector(ACTIVE), Ok(Some(_))) {
+    fn wait(section: Element, href: String) {
+        leptos::prelude::set_timeout(move || refresh(section, href), std::time::Duration::from_secs(super::POLL_SECS));
+    }
+
+    /// Reads the page's address again (as a parsed document) and swaps the run section, then
+    /// waits for the next read. It stops once the run is finished, or once its section has left
+    /// the page (another page was swapped in; that page's own island polls it), so a read
+    /// started for one run never lands on another. While the keyboard focus is inside the
+    /// section the swap waits for the next read, so the focused link is not taken away.
+    fn refresh(section: Element, href: String) {
+        if !section.is_connected() || !matches!(section.query_selector(ACTIVE), Ok(Some(_))) {
             return;
         }
-        let href = doc.location().and_then(|l| l.href().ok()).unwrap_or_default();
         let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return };
         xhr.set_response_type(web_sys::XmlHttpRequestResponseType::Document);
         if xhr.open("GET", &href).is_err() {
@@ -457,11 +467,16 @@ mod live {
         }
         let answer = xhr.clone();
         let done = Closure::once_into_js(move || {
-            let fresh = answer.response_xml().ok().flatten().and_then(|d| d.query_selector(SECTION).ok().flatten());
-            if let (Some(fresh), Ok(Some(now))) = (fresh, doc.query_selector(SECTION)) {
-                now.set_inner_html(&fresh.inner_html());
+            if !section.is_connected() {
+                return;
             }
-            schedule();
+            let focused =
+                section.owner_document().and_then(|d| d.active_element()).is_some_and(|el| section.contains(Some(&el)));
+            let fresh = answer.response_xml().ok().flatten().and_then(|d| d.query_selector(SECTION).ok().flatten());
+            if let (Some(fresh), false) = (fresh, focused) {
+                section.set_inner_html(&fresh.inner_html());
+            }
+            wait(section, href);
         });
         xhr.set_onloadend(Some(done.unchecked_ref()));
         let _ = xhr.send();
